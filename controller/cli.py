@@ -1,0 +1,51 @@
+"""The ``shadownet`` command: one entry point for the lab, the predictive engine and benchmarks.
+
+Each area owns its sub-commands and registers them here, so ``predictive``
+stays a pure library (it never imports the controller) while users get one
+command to learn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2, never a stack trace."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="shadownet", description="shadownet: predictive SDN controller tools"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    from predictive import cli as predict_cli
+
+    predict_cli.register(sub)
+    try:
+        from controller import lab_cli
+    except ImportError:  # pragma: no cover - lab needs mininet, present after make setup
+        lab_cli = None
+    if lab_cli is not None:
+        lab_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, ValueError, FileNotFoundError, PermissionError) as exc:
+        print(f"shadownet: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("shadownet: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""shadownet predictive package."""

@@ -1,0 +1,1 @@
+"""shadownet webui package."""
