@@ -21,7 +21,9 @@ so the loader handles each known defect on purpose instead of crashing:
   ``latitude``/``longitude`` are ``None`` for them.
 * **Repeated or missing labels** do not matter because nodes are renumbered
   ``1..N`` (sorted by their GML id, so the numbering is stable); the original
-  label and id are kept as node attributes.
+  label and id are kept as node attributes. A missing label, or the literal
+  ``"None"`` some files carry, becomes ``node <id>``; repeated labels are
+  listed in ``repeated_labels``.
 
 Mininet use (``--topo zoo,NAME[,HOSTS_PER_SWITCH]`` or a path to a .gml):
 
@@ -276,7 +278,12 @@ def _read_multigraph(path: Path) -> nx.MultiGraph:
         message = " ".join(str(err).split()) or type(err).__name__
         raise ValueError(f"{path.name}: unparsable GML: {message}") from None
     if graph.is_directed():
-        graph = nx.MultiGraph(graph.to_undirected(as_view=False))
+        # Links are duplex; keep every listed edge (a->b and b->a become a
+        # parallel pair) so the merge below accounts for all of them.
+        undirected = nx.MultiGraph()
+        undirected.add_nodes_from(graph.nodes(data=True))
+        undirected.add_edges_from(graph.edges(data=True))
+        graph = undirected
     if graph.number_of_nodes() == 0:
         raise ValueError(f"{path.name}: graph has no nodes")
     return graph
@@ -289,8 +296,16 @@ def _id_sort_key(node: object) -> tuple[int, int | str]:
 
 
 def _label(graph: nx.MultiGraph, node: object) -> str:
+    """The node's name, or ``node <id>`` when the file has none.
+
+    62 zoo files carry the literal label ``"None"`` (the exporting toolset
+    wrote Python's None as text); treat it as missing rather than as dozens of
+    nodes sharing one name.
+    """
     label = graph.nodes[node].get("label")
-    return str(label) if label not in (None, "") else str(node)
+    if label is None or str(label).strip() in ("", "None"):
+        return f"node {node}"
+    return str(label)
 
 
 def _float_or_none(value: object) -> float | None:
