@@ -1,0 +1,224 @@
+"""The os-ken application: a thin layer between OpenFlow events and ``ControllerCore``.
+
+It turns os-ken events into core calls, binds the returned messages to the
+right datapath and sends them, runs the reconciliation and persistence loops,
+and serves the REST API. All decisions live in the core.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    MAIN_DISPATCHER,
+    set_ev_cls,
+)
+from os_ken.lib import hub
+from os_ken.ofproto import ofproto_v1_3
+from os_ken.topology import event as topo_event
+
+from controller import config as config_mod
+from controller import ofmsgs
+from controller.core import ControllerCore
+from controller.forwarding import ForwardingSettings, OutMsg
+from controller.network_graph import Link
+from controller.reconciler import ObservedFlow
+from controller.state_store import StateStore, default_db_url
+
+LOG = logging.getLogger("shadownet")
+
+# Set by the launcher before os-ken instantiates the app.
+_RUNTIME: dict[str, Any] = {"config": None}
+
+
+def configure(config: dict[str, dict[str, Any]]) -> None:
+    _RUNTIME["config"] = config
+
+
+_REMOVED_REASONS = {0: "idle_timeout", 1: "hard_timeout", 2: "delete", 3: "group_delete"}
+
+
+class ShadownetApp(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cfg = _RUNTIME["config"] or config_mod.defaults()
+        self.cfg = cfg
+        fwd = cfg["forwarding"]
+        store = StateStore(cfg["controller"]["db_url"] or default_db_url())
+        self.core = ControllerCore(
+            store,
+            ForwardingSettings(
+                idle_timeout=fwd["idle_timeout"],
+                hard_timeout=fwd["hard_timeout"],
+                priority=fwd["priority"],
+            ),
+            history_seconds=cfg["reconcile"]["history_seconds"],
+        )
+        self.datapaths: dict[int, Any] = {}
+        self._stats_requested: dict[int, float] = {}
+        self._stats_rows: dict[int, list[ObservedFlow]] = {}
+        self._running = True
+        self._workers = [hub.spawn(self._reconcile_loop), hub.spawn(self._flush_loop)]
+        self._api = None
+        port = cfg["controller"]["wsapi_port"]
+        if port:
+            from webui.app import create_app
+            from webui.server import ApiServer
+
+            self._api = ApiServer(create_app(self.core), cfg["controller"]["wsapi_host"], port)
+            self._api.start()
+
+    # --- sending --------------------------------------------------------------
+    def send(self, msgs: list[OutMsg]) -> None:
+        for dpid, msg in msgs:
+            dp = self.datapaths.get(dpid)
+            if dp is None:
+                continue
+            msg.datapath = dp
+            dp.send_msg(msg)
+
+    # --- switch lifecycle -----------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _features(self, ev) -> None:
+        dp = ev.msg.datapath
+        self.datapaths[dp.id] = dp
+        LOG.info("switch %016x connected", dp.id)
+        # Ports arrive with the port-desc reply; see _state_change.
+        self.send(self.core.switch_connected(dp.id, []))
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev) -> None:
+        dp = ev.datapath
+        if ev.state == MAIN_DISPATCHER and dp.id is not None:
+            self.datapaths[dp.id] = dp
+            ofp = dp.ofproto
+            for port in dp.ports.values():
+                up = not (port.state & ofp.OFPPS_LINK_DOWN or port.config & ofp.OFPPC_PORT_DOWN)
+                self.core.port_changed(dp.id, port.port_no, up)
+            self._request_stats(dp)
+        elif ev.state == DEAD_DISPATCHER and dp.id is not None:
+            if self.datapaths.get(dp.id) is dp:
+                del self.datapaths[dp.id]
+                LOG.info("switch %016x disconnected", dp.id)
+                self.send(self.core.switch_disconnected(dp.id))
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev) -> None:
+        msg, dp = ev.msg, ev.msg.datapath
+        ofp = dp.ofproto
+        port = msg.desc
+        up = msg.reason != ofp.OFPPR_DELETE and not (
+            port.state & ofp.OFPPS_LINK_DOWN or port.config & ofp.OFPPC_PORT_DOWN
+        )
+        LOG.info("port %s:%s %s", dp.id, port.port_no, "up" if up else "down")
+        self.send(self.core.port_changed(dp.id, port.port_no, up))
+
+    @set_ev_cls(topo_event.EventLinkAdd)
+    def _link_add(self, ev) -> None:
+        link = ev.link
+        self.send(self.core.link_added(
+            Link(link.src.dpid, link.src.port_no, link.dst.dpid, link.dst.port_no)))
+
+    @set_ev_cls(topo_event.EventLinkDelete)
+    def _link_delete(self, ev) -> None:
+        link = ev.link
+        LOG.info("link %s:%s-%s:%s gone", link.src.dpid, link.src.port_no,
+                 link.dst.dpid, link.dst.port_no)
+        self.send(self.core.link_removed(
+            Link(link.src.dpid, link.src.port_no, link.dst.dpid, link.dst.port_no)))
+
+    # --- packets and flows ----------------------------------------------------
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev) -> None:
+        msg = ev.msg
+        self.send(self.core.packet_in(msg.datapath.id, msg.match["in_port"], bytes(msg.data)))
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def _flow_removed(self, ev) -> None:
+        msg = ev.msg
+        self.core.flow_removed(
+            msg.cookie, _REMOVED_REASONS.get(msg.reason, str(msg.reason)),
+            msg.packet_count, msg.byte_count,
+        )
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev) -> None:
+        msg, dpid = ev.msg, ev.msg.datapath.id
+        rows = self._stats_rows.setdefault(dpid, [])
+        rows.extend(
+            ObservedFlow(s.cookie, s.table_id, s.priority, s.packet_count, s.byte_count)
+            for s in msg.body
+        )
+        if msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+            return
+        requested = self._stats_requested.pop(dpid, None)
+        observed = self._stats_rows.pop(dpid, [])
+        if requested is not None:
+            self.send(self.core.flow_stats(dpid, observed, requested))
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    def _error(self, ev) -> None:
+        msg = ev.msg
+        LOG.warning("switch %s error type=%s code=%s", msg.datapath.id, msg.type, msg.code)
+
+    # --- loops ------------------------------------------------------------------
+    def _request_stats(self, dp) -> None:
+        if dp.id in self._stats_requested:
+            return
+        self._stats_requested[dp.id] = time.time()
+        self._stats_rows[dp.id] = []
+        req = ofmsgs.our_flow_stats_request()
+        req.datapath = dp
+        dp.send_msg(req)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep in short steps so shutdown never waits a whole interval."""
+        deadline = time.monotonic() + seconds
+        while self._running and time.monotonic() < deadline:
+            hub.sleep(min(0.2, deadline - time.monotonic()))
+        return self._running
+
+    def _reconcile_loop(self) -> None:
+        interval = self.cfg["reconcile"]["interval"]
+        while self._sleep(interval):
+            now = time.time()
+            for dp in list(self.datapaths.values()):
+                # A reply that never came (switch gone mid-request) must not block the next.
+                started = self._stats_requested.get(dp.id)
+                if started is not None and now - started > 3 * interval:
+                    self._stats_requested.pop(dp.id, None)
+                self._request_stats(dp)
+
+    def _flush_loop(self) -> None:
+        interval = self.cfg["reconcile"]["flush_interval"]
+        while self._sleep(interval):
+            try:
+                self.core.flush()
+                self.core.refresh_gauges()
+            except Exception:  # noqa: BLE001 - keep the controller up; the next flush retries
+                LOG.exception("persisting state failed")
+
+    def stop(self) -> None:
+        """Stop our own threads first: os-ken's stop() joins the app's threads."""
+        self._running = False
+        if self._api is not None:
+            self._api.stop()
+        hub.joinall(self._workers)
+        super().stop()
+
+    def close(self) -> None:
+        self._running = False
+        try:
+            self.core.flush()
+        finally:
+            if self.core.store is not None:
+                self.core.store.close()
+        LOG.info("state saved; shadownet stopped")

@@ -1,0 +1,232 @@
+"""The controller's state and decisions, without os-ken.
+
+``ControllerCore`` owns the network graph, the host table, the signature table,
+the forwarder, the state store and the metrics. The os-ken app feeds it events
+and sends the messages it returns; the REST API reads it. One lock guards it,
+so the API never sees a half-applied change.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from controller.forwarding import Forwarder, ForwardingSettings, OutMsg
+from controller.host_table import HostTable
+from controller.metrics import ControllerMetrics
+from controller.network_graph import Link, NetworkGraph
+from controller.reconciler import ObservedFlow, reconcile
+from controller.signature_table import ACTIVE, REMOVED, SignatureTable
+from controller.state_store import StateStore
+
+LOG = logging.getLogger(__name__)
+
+
+class ControllerCore:
+    def __init__(
+        self,
+        store: StateStore | None,
+        settings: ForwardingSettings | None = None,
+        history_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.started = clock()
+        self.graph = NetworkGraph()
+        self.hosts = HostTable()
+        self.table = SignatureTable()
+        self.store = store
+        self.history_seconds = history_seconds
+        self.metrics = ControllerMetrics()
+        self.connected: set[int] = set()
+        self.last_reconcile: dict[int, float] = {}
+        self._hosts_dirty = False
+        if store is not None:
+            self.table.restore(store.load_flows())
+            for host in store.load_hosts():
+                self.hosts.restore(host)
+        self.forwarder = Forwarder(self.graph, self.hosts, self.table, settings, clock)
+        LOG.info("state loaded: %d flow entries (%d active), %d hosts",
+                 len(self.table), self.table.active_count(), len(self.hosts))
+
+    # --- events from the switches ------------------------------------------
+    def switch_connected(self, dpid: int, ports: list[int]) -> list[OutMsg]:
+        with self.lock:
+            self.connected.add(dpid)
+            return self._counted(self.forwarder.switch_connected(dpid, ports))
+
+    def switch_disconnected(self, dpid: int) -> list[OutMsg]:
+        with self.lock:
+            self.connected.discard(dpid)
+            return self._counted(self.forwarder.switch_disconnected(dpid))
+
+    def port_changed(self, dpid: int, port: int, up: bool) -> list[OutMsg]:
+        with self.lock:
+            if up:
+                self.graph.port_up(dpid, port)
+                return []
+            return self._counted(self.forwarder.port_down(dpid, port))
+
+    def link_added(self, link: Link) -> list[OutMsg]:
+        with self.lock:
+            return self._counted(self.forwarder.link_added(link))
+
+    def link_removed(self, link: Link) -> list[OutMsg]:
+        with self.lock:
+            return self._counted(self.forwarder.link_removed(link))
+
+    def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[OutMsg]:
+        with self.lock:
+            self.metrics.count_packet_in()
+            before_hosts = len(self.hosts)
+            malformed = self.forwarder.stats.malformed
+            msgs = self.forwarder.packet_in(dpid, in_port, data)
+            if self.forwarder.stats.malformed != malformed:
+                self.metrics.malformed.inc()
+            if len(self.hosts) != before_hosts or msgs:
+                self._hosts_dirty = True
+            return self._counted(msgs)
+
+    def flow_removed(self, cookie: int, reason: str, packets: int, byte_count: int) -> None:
+        with self.lock:
+            if self.forwarder.flow_removed(cookie, reason, packets, byte_count) is not None:
+                self.metrics.flow_removed.labels(reason).inc()
+
+    def flow_stats(self, dpid: int, observed: list[ObservedFlow], requested_at: float):
+        """Reconcile one switch; returns the repair messages."""
+        from controller import ofmsgs
+
+        with self.lock:
+            result = reconcile(self.table, dpid, observed, requested_at, self.clock())
+            self.last_reconcile[dpid] = self.clock()
+            self.metrics.reconcile_runs.inc()
+            msgs: list[OutMsg] = []
+            for entry in result.missing:
+                LOG.info("reconcile: reinstalling missing flow %s on %s", hex(entry.cookie), dpid)
+                entry.installed_at = self.clock()
+                msgs.append((dpid, ofmsgs.flow_add(entry)))
+            for flow in result.stray:
+                LOG.info("reconcile: deleting stray flow %s on %s", hex(flow.cookie), dpid)
+                msgs.append((dpid, ofmsgs.flow_delete_cookie(flow.cookie, flow.table_id)))
+            if result.missing:
+                self.metrics.repairs.labels("missing").inc(len(result.missing))
+            if result.stray:
+                self.metrics.repairs.labels("stray").inc(len(result.stray))
+            return self._counted(msgs)
+
+    # --- persistence ----------------------------------------------------------
+    def flush(self) -> int:
+        """Write changed rows to the store; returns how many flow rows were written."""
+        with self.lock:
+            horizon = self.clock() - self.history_seconds
+            pruned = self.table.prune_removed(horizon) if self.history_seconds else []
+            rows = self.table.take_dirty()
+            hosts = self.hosts.all() if self._hosts_dirty else []
+            self._hosts_dirty = False
+        if self.store is not None and (rows or hosts or pruned):
+            self.store.save(flows=rows, hosts=hosts, deleted_flow_ids=pruned)
+        return len(rows)
+
+    # --- queries for the REST API -------------------------------------------
+    def _counted(self, msgs: list[OutMsg]) -> list[OutMsg]:
+        for _, msg in msgs:
+            name = type(msg).__name__
+            if name == "OFPFlowMod":
+                self.metrics.flow_mods.labels(_FLOW_MOD_COMMANDS.get(msg.command, "other")).inc()
+            elif name == "OFPPacketOut":
+                self.metrics.packet_out.inc()
+        return msgs
+
+    def refresh_gauges(self) -> None:
+        with self.lock:
+            self.metrics.table_entries.labels(ACTIVE).set(self.table.active_count())
+            self.metrics.table_entries.labels(REMOVED).set(
+                len(self.table) - self.table.active_count()
+            )
+            self.metrics.switches.set(len(self.connected))
+            self.metrics.links.set(len(self.graph.links()))
+            self.metrics.hosts.set(len(self.hosts))
+
+    def switches(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                {
+                    "dpid": dpid,
+                    "dpid_hex": f"{dpid:016x}",
+                    "connected": dpid in self.connected,
+                    "ports": self.graph.ports(dpid),
+                    "edge_ports": self.graph.edge_ports(dpid),
+                    "flows": len(self.table.active(dpid)),
+                    "last_reconcile": self.last_reconcile.get(dpid),
+                }
+                for dpid in self.graph.switches()
+            ]
+
+    def links(self) -> list[dict[str, int]]:
+        with self.lock:
+            return [link.as_dict() for link in self.graph.links()]
+
+    def host_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [h.as_dict() for h in self.hosts.all()]
+
+    def path(self, src: str, dst: str) -> dict[str, Any]:
+        """The path between two hosts (by MAC or IP). Raises LookupError naming the unknown one."""
+        with self.lock:
+            a, b = self.hosts.lookup(src), self.hosts.lookup(dst)
+            for key, host in ((src, a), (dst, b)):
+                if host is None:
+                    raise LookupError(f"unknown host {key!r}")
+            switch_path = self.graph.switch_path(a.dpid, b.dpid)
+            if switch_path is None:
+                return {"src": a.as_dict(), "dst": b.as_dict(), "reachable": False, "hops": []}
+            hops = self.graph.hops(switch_path, a.port, b.port)
+            installed = {
+                e.dpid: e.as_dict()["cookie"]
+                for e in self.table.active_paths().get(f"{a.mac}>{b.mac}", [])
+            }
+            return {
+                "src": a.as_dict(),
+                "dst": b.as_dict(),
+                "reachable": True,
+                "switches": switch_path,
+                "hops": [
+                    {"dpid": h.dpid, "in_port": h.in_port, "out_port": h.out_port,
+                     "installed_cookie": installed.get(h.dpid)}
+                    for h in hops
+                ],
+            }
+
+    def flows(self, **filters: Any) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e.as_dict() for e in self.table.query(**filters)]
+
+    def health(self) -> dict[str, Any]:
+        with self.lock:
+            db_ok = self.store.ping() if self.store is not None else None
+            return {
+                "status": "ok" if db_ok in (True, None) else "degraded",
+                "uptime_s": round(self.clock() - self.started, 3),
+                "switches": len(self.connected),
+                "links": len(self.graph.links()),
+                "hosts": len(self.hosts),
+                "flows_active": self.table.active_count(),
+                "flows_total": len(self.table),
+                "database": {"url": _redact(self.store.url) if self.store else None,
+                             "ok": db_ok},
+                "packet_in": self.forwarder.stats.packet_in,
+                "malformed_packets": self.forwarder.stats.malformed,
+            }
+
+
+_FLOW_MOD_COMMANDS = {0: "add", 1: "modify", 2: "modify_strict", 3: "delete", 4: "delete_strict"}
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -1,0 +1,261 @@
+"""Forwarding decisions: learn hosts, answer ARP, install whole paths, reroute.
+
+``Forwarder`` turns events (packet-in, link or port down, switch up) into
+OpenFlow messages addressed to switches, as ``(dpid, message)`` pairs. It owns
+no sockets: the os-ken app sends what it returns, and unit tests inspect it.
+
+Design choices:
+- A unicast frame to a known host installs the shortest path for both
+  directions at once, downstream switches first, and the triggering packet is
+  delivered straight out of the destination's edge port, so it never races
+  its own flows.
+- ARP never floods through the fabric. Requests for a known IP are answered
+  by the controller (proxy ARP); the rest are copied by the controller to edge
+  ports only, so loops in the topology cannot turn them into storms.
+- When a link goes, each path that used it is recomputed: new flows first,
+  then the old path's leftover flows are deleted (make before break).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from os_ken.lib.packet import arp, ethernet, ipv4, packet
+from os_ken.ofproto import ether
+
+from controller import ofmsgs
+from controller.host_table import Host, HostTable
+from controller.network_graph import Link, NetworkGraph
+from controller.signature_table import FlowSignature, SignatureTable
+
+LOG = logging.getLogger(__name__)
+
+OutMsg = tuple[int, Any]
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+
+
+@dataclass
+class ForwardingSettings:
+    idle_timeout: int = 60
+    hard_timeout: int = 0
+    priority: int = 100
+    flood_dedupe_seconds: float = 1.0
+
+
+@dataclass
+class ForwardingStats:
+    packet_in: int = 0
+    arp_proxied: int = 0
+    arp_flooded: int = 0
+    paths_installed: int = 0
+    paths_rerouted: int = 0
+    flow_mods: int = 0
+    malformed: int = 0
+    unroutable: int = 0
+
+
+def path_key(src_mac: str, dst_mac: str) -> str:
+    return f"{src_mac}>{dst_mac}"
+
+
+def _is_multicast(mac: str) -> bool:
+    return int(mac.split(":")[0], 16) & 1 == 1
+
+
+class Forwarder:
+    """Per-network forwarding logic over a graph, a host table and the ST."""
+
+    def __init__(
+        self,
+        graph: NetworkGraph,
+        hosts: HostTable,
+        table: SignatureTable,
+        settings: ForwardingSettings | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.graph = graph
+        self.hosts = hosts
+        self.table = table
+        self.settings = settings or ForwardingSettings()
+        self.clock = clock
+        self.stats = ForwardingStats()
+        self._recent_floods: dict[tuple, float] = {}
+
+    # --- switch lifecycle ---------------------------------------------------
+    def switch_connected(self, dpid: int, ports: list[int]) -> list[OutMsg]:
+        """Base flows for a new switch: table-miss to controller and noise suppression."""
+        self.graph.add_switch(dpid, ports)
+        return [(dpid, ofmsgs.table_miss()), (dpid, ofmsgs.drop_ipv6_multicast())]
+
+    def switch_disconnected(self, dpid: int) -> list[OutMsg]:
+        links = self.graph.remove_switch(dpid)
+        return self._reroute(links)
+
+    def port_down(self, dpid: int, port: int) -> list[OutMsg]:
+        return self._reroute(self.graph.port_down(dpid, port))
+
+    def link_added(self, link: Link) -> list[OutMsg]:
+        if self.graph.add_link(link):
+            # A port we thought faced a host faces a switch: forget hosts learned there.
+            for dpid, port in ((link.src_dpid, link.src_port), (link.dst_dpid, link.dst_port)):
+                for host in self.hosts.forget_port(dpid, port):
+                    LOG.info("host %s was learned on link port %s:%s; forgotten",
+                             host.mac, dpid, port)
+        return []
+
+    def link_removed(self, link: Link) -> list[OutMsg]:
+        removed = []
+        if self.graph.graph.has_edge(link.src_dpid, link.dst_dpid):
+            self.graph.graph.remove_edge(link.src_dpid, link.dst_dpid)
+            removed.append(link)
+        return self._reroute(removed)
+
+    # --- packets ------------------------------------------------------------
+    def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[OutMsg]:
+        self.stats.packet_in += 1
+        try:
+            pkt = packet.Packet(data)
+            eth = pkt.get_protocol(ethernet.ethernet)
+        except Exception:  # noqa: BLE001 - any parse failure means a bad frame
+            eth = None
+        if eth is None:
+            self.stats.malformed += 1
+            return []
+        if eth.ethertype == ether.ETH_TYPE_LLDP or _is_multicast(eth.src):
+            return []
+        src, dst = eth.src.lower(), eth.dst.lower()
+        now = self.clock()
+        on_edge = self.graph.has_switch(dpid) and not self.graph.is_link_port(dpid, in_port)
+
+        arp_pkt = pkt.get_protocol(arp.arp)
+        ip_pkt = pkt.get_protocol(ipv4.ipv4)
+        src_ip = arp_pkt.src_ip if arp_pkt else (ip_pkt.src if ip_pkt else None)
+        if on_edge:
+            self.hosts.learn(src, dpid, in_port, src_ip, now)
+
+        if arp_pkt is not None and arp_pkt.opcode == arp.ARP_REQUEST and (
+            dst == BROADCAST or self.hosts.get(dst) is None
+        ):
+            return self._arp_request(dpid, in_port, src, arp_pkt, data, now)
+        if _is_multicast(dst):
+            return self._flood_edges(dpid, in_port, ("bcast", src, data), data, now)
+
+        dst_host = self.hosts.get(dst)
+        if dst_host is None:
+            return self._flood_edges(dpid, in_port, ("unknown", src, dst, data), data, now)
+        src_host = self.hosts.get(src)
+        msgs: list[OutMsg] = []
+        if src_host is not None and src_host.mac != dst_host.mac:
+            msgs += self.install_pair(src_host, dst_host)
+        msgs.append((dst_host.dpid, ofmsgs.packet_out([dst_host.port], data)))
+        return msgs
+
+    def _arp_request(
+        self, dpid: int, in_port: int, src: str, req: arp.arp, data: bytes, now: float
+    ) -> list[OutMsg]:
+        target = self.hosts.by_ip(req.dst_ip)
+        if target is not None and target.mac != src:
+            self.stats.arp_proxied += 1
+            reply = ofmsgs.arp_reply_bytes(src, req.src_ip, target.mac, req.dst_ip)
+            return [(dpid, ofmsgs.packet_out([in_port], reply))]
+        self.stats.arp_flooded += 1
+        return self._flood_edges(dpid, in_port, ("arp", src, req.dst_ip), data, now)
+
+    def _flood_edges(
+        self, dpid: int, in_port: int, key: tuple, data: bytes, now: float
+    ) -> list[OutMsg]:
+        """Copy a frame to every host-facing port, once per ``key`` per dedupe period.
+
+        The controller does the copying, so a loop in the fabric cannot multiply it;
+        the dedupe catches the copy that re-enters through a not-yet-discovered link.
+        """
+        last = self._recent_floods.get(key)
+        if last is not None and now - last < self.settings.flood_dedupe_seconds:
+            return []
+        self._recent_floods[key] = now
+        if len(self._recent_floods) > 4096:
+            horizon = now - self.settings.flood_dedupe_seconds
+            self._recent_floods = {k: t for k, t in self._recent_floods.items() if t >= horizon}
+        msgs = []
+        for sw in self.graph.switches():
+            ports = [p for p in self.graph.edge_ports(sw) if (sw, p) != (dpid, in_port)]
+            if ports:
+                msgs.append((sw, ofmsgs.packet_out(ports, data)))
+        return msgs
+
+    # --- paths --------------------------------------------------------------
+    def install_pair(self, a: Host, b: Host) -> list[OutMsg]:
+        """Install both directions between two hosts."""
+        return self.install_path(a, b) + self.install_path(b, a)
+
+    def install_path(self, src: Host, dst: Host) -> list[OutMsg]:
+        """Install src->dst along the shortest path; returns only the flow-mods needed."""
+        key = path_key(src.mac, dst.mac)
+        switch_path = self.graph.switch_path(src.dpid, dst.dpid)
+        if switch_path is None:
+            self.stats.unroutable += 1
+            return self._remove_path(key, keep=set(), reason="no_path")
+        hops = self.graph.hops(switch_path, src.port, dst.port)
+        msgs: list[OutMsg] = []
+        # Downstream first: by the time the ingress flow exists, the rest does too.
+        for hop in reversed(hops):
+            entry, changed = self.table.upsert(
+                hop.dpid,
+                {"eth_src": src.mac, "eth_dst": dst.mac},
+                hop.out_port,
+                priority=self.settings.priority,
+                idle_timeout=self.settings.idle_timeout,
+                hard_timeout=self.settings.hard_timeout,
+                path=switch_path,
+                path_key=key,
+                now=self.clock(),
+            )
+            if changed:
+                msgs.append((hop.dpid, ofmsgs.flow_add(entry)))
+        msgs += self._remove_path(key, keep=set(switch_path), reason="rerouted")
+        if msgs:
+            self.stats.paths_installed += 1
+            self.stats.flow_mods += len(msgs)
+        return msgs
+
+    def _remove_path(self, key: str, keep: set[int], reason: str) -> list[OutMsg]:
+        msgs = []
+        for entry in self.table.active_paths().get(key, []):
+            if entry.dpid not in keep:
+                self.table.mark_removed(entry, reason, self.clock())
+                msgs.append((entry.dpid, ofmsgs.flow_delete_cookie(entry.cookie)))
+        return msgs
+
+    def _reroute(self, links: list[Link]) -> list[OutMsg]:
+        """Recompute every active path that crossed one of ``links``."""
+        if not links:
+            return []
+        msgs: list[OutMsg] = []
+        for key, entries in self.table.active_paths().items():
+            path = entries[0].path
+            if not any(self.graph.path_uses_link(path, link) for link in links):
+                continue
+            src_mac, dst_mac = key.split(">")
+            src, dst = self.hosts.get(src_mac), self.hosts.get(dst_mac)
+            if src is None or dst is None:
+                msgs += self._remove_path(key, keep=set(), reason="host_gone")
+                continue
+            self.stats.paths_rerouted += 1
+            msgs += self.install_path(src, dst)
+        return msgs
+
+    # --- switch feedback ----------------------------------------------------
+    def flow_removed(
+        self, cookie: int, reason: str, packets: int, byte_count: int
+    ) -> FlowSignature | None:
+        entry = self.table.by_cookie(cookie)
+        if entry is None:
+            return None
+        self.table.update_counters(entry, packets, byte_count, self.clock())
+        if entry.active:
+            self.table.mark_removed(entry, reason, self.clock())
+        return entry

@@ -1,0 +1,196 @@
+"""``shadownet-manager``: launch os-ken apps the way ``ryu-manager`` did.
+
+os-ken 4.x ships no manager binary, so this one does what Neutron does: set
+``os_ken.cfg.CONF`` and call ``AppManager.run_apps``. Everything a user can
+get wrong (app name, ports, config file, database) is checked before os-ken
+starts, and reported as one line with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from controller import config as config_mod
+from controller.state_store import StateStore, StoreError, default_db_url
+
+DEFAULT_APPS = ["controller.app"]
+EXIT_USAGE = 2
+
+
+class LaunchError(Exception):
+    """A problem found before start-up; the message is shown as is."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="shadownet-manager",
+        description="Run the shadownet OpenFlow 1.3 controller (os-ken apps).",
+    )
+    p.add_argument("apps", nargs="*", metavar="APP_MODULE",
+                   help=f"os-ken app modules to load (default: {' '.join(DEFAULT_APPS)})")
+    p.add_argument("--config-file", help="shadownet YAML config (see controller/config.py)")
+    p.add_argument("--ofp-listen-host", help="OpenFlow listen address (default 0.0.0.0)")
+    p.add_argument("--ofp-tcp-listen-port", type=int, help="OpenFlow TCP port (default 6653)")
+    p.add_argument("--wsapi-host", help="REST API listen address (default 127.0.0.1)")
+    p.add_argument("--wsapi-port", type=int, help="REST API port, 0 to disable (default 8080)")
+    p.add_argument("--db-url", help=f"SQLAlchemy URL of the state database "
+                                    f"(default {default_db_url()})")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default INFO)")
+    p.add_argument("--hub", choices=("eventlet", "native"),
+                   help="os-ken hub: eventlet green threads (default) or native threads")
+    return p
+
+
+def resolve_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The config file merged with command-line overrides, validated as one."""
+    cfg = config_mod.load(args.config_file)
+    overrides = {
+        "ofp_listen_host": args.ofp_listen_host,
+        "ofp_tcp_listen_port": args.ofp_tcp_listen_port,
+        "wsapi_host": args.wsapi_host,
+        "wsapi_port": args.wsapi_port,
+        "db_url": args.db_url,
+        "log_level": args.log_level,
+        "hub": args.hub,
+    }
+    merged = {k: v for k, v in cfg["controller"].items()}
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    doc = {**cfg, "controller": merged}
+    return config_mod.validate(doc, "command line")
+
+
+def check_apps(apps: list[str]) -> None:
+    for name in apps:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            raise LaunchError(f"unknown app module {name!r} (not importable)")
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == 98:
+                raise LaunchError(f"{what} port {port} on {host} is already in use") from None
+            reason = exc.strerror or exc
+            raise LaunchError(f"cannot listen for {what} on {host}:{port}: {reason}") from None
+
+
+def preflight(argv: Sequence[str] | None) -> tuple[list[str], dict[str, dict[str, Any]]]:
+    args = build_parser().parse_args(argv)
+    cfg = resolve_config(args)
+    apps = args.apps or DEFAULT_APPS
+    check_apps(apps)
+    ctl = cfg["controller"]
+    check_port_free(ctl["ofp_listen_host"], ctl["ofp_tcp_listen_port"], "OpenFlow")
+    if ctl["wsapi_port"]:
+        check_port_free(ctl["wsapi_host"], ctl["wsapi_port"], "REST API")
+    ctl["db_url"] = ctl["db_url"] or default_db_url()
+    StateStore(ctl["db_url"]).close()
+    return apps, cfg
+
+
+class _StopFlag:
+    """Set from a signal handler, polled by the main loop.
+
+    Raising from the handler does not work under eventlet: the exception lands
+    in whichever green thread runs, not in the one waiting on the apps.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum: int, _frame: Any) -> None:
+        self.signum = signum
+
+
+def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
+    ctl = cfg["controller"]
+    # os-ken picks its hub from the environment at import time.
+    os.environ["OSKEN_HUB_TYPE"] = ctl["hub"]
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
+    from os_ken.lib import hub
+
+    hub.patch(thread=True)
+    from os_ken import cfg as osken_cfg
+    from os_ken.base import app_manager
+    from os_ken.controller import controller as _ofp_controller  # noqa: F401 - registers options
+    from os_ken.topology import switches as _switches  # noqa: F401 - registers observe-links
+
+    from controller import app as shadownet_app
+
+    conf = osken_cfg.CONF
+    conf(args=[], project="os_ken")
+    conf.set_override("ofp_listen_host", ctl["ofp_listen_host"])
+    conf.set_override("ofp_tcp_listen_port", ctl["ofp_tcp_listen_port"])
+    conf.set_override("observe_links", True)
+    shadownet_app.configure(cfg)
+    log = logging.getLogger("shadownet")
+    log.info("shadownet-manager: apps=%s openflow=%s:%s rest=%s:%s db=%s hub=%s",
+             ",".join(apps), ctl["ofp_listen_host"], ctl["ofp_tcp_listen_port"],
+             ctl["wsapi_host"], ctl["wsapi_port"], ctl["db_url"], ctl["hub"])
+    stop = _StopFlag()
+    stop.install()
+    manager = app_manager.AppManager.get_instance()
+    manager.load_apps(apps)
+    services = manager.instantiate_apps(**manager.create_contexts())
+    try:
+        while stop.signum is None and any(not _finished(t) for t in services):
+            hub.sleep(0.2)
+    finally:
+        manager.close()
+        for thread in services:
+            thread.kill()
+    if stop.signum is not None:
+        log.info("shadownet-manager: %s received", signal.Signals(stop.signum).name)
+    log.info("shadownet-manager: stopped")
+    return 0
+
+
+def _finished(thread: Any) -> bool:
+    dead = getattr(thread, "dead", None)  # eventlet GreenThread
+    if dead is not None:
+        return bool(dead)
+    return not thread.is_alive()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        apps, cfg = preflight(argv)
+    except (LaunchError, config_mod.ConfigError, StoreError) as exc:
+        print(f"shadownet-manager: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=cfg["controller"]["log_level"],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return run(apps, cfg)
+    except ImportError as exc:
+        print(f"shadownet-manager: error: cannot load app: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""OpenFlow 1.3 message builders.
+
+Messages are built without a datapath (as Faucet does); the app layer binds
+them to a connected switch just before sending. That keeps every decision in
+plain code that unit tests can inspect.
+"""
+
+from __future__ import annotations
+
+from os_ken.lib.packet import arp, ethernet, packet
+from os_ken.ofproto import ether
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from controller.signature_table import COOKIE_MASK, COOKIE_PREFIX, FlowSignature
+
+TABLE_MISS_PRIORITY = 0
+
+
+def _apply(actions: list) -> list:
+    return [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)]
+
+
+def flow_add(entry: FlowSignature) -> parser.OFPFlowMod:
+    """Install (or overwrite) the flow an ST entry describes; the switch reports its removal."""
+    if entry.group_id is not None:
+        actions = [parser.OFPActionGroup(entry.group_id)]
+    else:
+        actions = [parser.OFPActionOutput(entry.out_port)]
+    return parser.OFPFlowMod(
+        None,
+        cookie=entry.cookie,
+        table_id=entry.table_id,
+        command=ofp.OFPFC_ADD,
+        idle_timeout=entry.idle_timeout,
+        hard_timeout=entry.hard_timeout,
+        priority=entry.priority,
+        buffer_id=ofp.OFP_NO_BUFFER,
+        flags=ofp.OFPFF_SEND_FLOW_REM,
+        match=parser.OFPMatch(**entry.match),
+        instructions=_apply(actions),
+    )
+
+
+def flow_delete_cookie(cookie: int, table_id: int = 0) -> parser.OFPFlowMod:
+    """Delete exactly the flow carrying ``cookie`` (each ST entry has its own)."""
+    return parser.OFPFlowMod(
+        None,
+        cookie=cookie,
+        cookie_mask=0xFFFFFFFFFFFFFFFF,
+        table_id=table_id,
+        command=ofp.OFPFC_DELETE,
+        out_port=ofp.OFPP_ANY,
+        out_group=ofp.OFPG_ANY,
+        match=parser.OFPMatch(),
+    )
+
+
+def table_miss() -> parser.OFPFlowMod:
+    """Send whatever matches nothing to the controller, whole (no buffering)."""
+    actions = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
+    return parser.OFPFlowMod(
+        None,
+        priority=TABLE_MISS_PRIORITY,
+        match=parser.OFPMatch(),
+        instructions=_apply(actions),
+    )
+
+
+def drop_ipv6_multicast() -> parser.OFPFlowMod:
+    """IPv6 neighbour chatter from lab hosts is not ours to forward; keep it off the controller."""
+    return parser.OFPFlowMod(
+        None,
+        priority=1,
+        match=parser.OFPMatch(eth_dst=("33:33:00:00:00:00", "ff:ff:00:00:00:00")),
+        instructions=[],
+    )
+
+
+def our_flow_stats_request(table_id: int = 0) -> parser.OFPFlowStatsRequest:
+    """Ask a switch for the flows in our cookie space only."""
+    return parser.OFPFlowStatsRequest(
+        None,
+        0,
+        table_id,
+        ofp.OFPP_ANY,
+        ofp.OFPG_ANY,
+        COOKIE_PREFIX,
+        COOKIE_MASK,
+        parser.OFPMatch(),
+    )
+
+
+def packet_out(out_ports: list[int], data: bytes, in_port: int = ofp.OFPP_CONTROLLER):
+    actions = [parser.OFPActionOutput(p) for p in out_ports]
+    return parser.OFPPacketOut(
+        None, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port, actions=actions, data=data
+    )
+
+
+def arp_reply_bytes(
+    request_src_mac: str, request_src_ip: str, target_mac: str, target_ip: str
+) -> bytes:
+    """An ARP reply as the target would send it, for proxy ARP."""
+    pkt = packet.Packet()
+    pkt.add_protocol(
+        ethernet.ethernet(dst=request_src_mac, src=target_mac, ethertype=ether.ETH_TYPE_ARP)
+    )
+    pkt.add_protocol(
+        arp.arp(
+            opcode=arp.ARP_REPLY,
+            src_mac=target_mac,
+            src_ip=target_ip,
+            dst_mac=request_src_mac,
+            dst_ip=request_src_ip,
+        )
+    )
+    pkt.serialize()
+    return bytes(pkt.data)

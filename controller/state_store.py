@@ -1,0 +1,166 @@
+"""Persistence of the signature table and host table (SQLAlchemy).
+
+The store is written in batches (only rows that changed) and read once at
+start-up, so a restarted controller knows every flow it owns and can re-sync
+the switches to it. Any SQLAlchemy URL works; the default is a local SQLite file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Float,
+    Integer,
+    String,
+    create_engine,
+    delete,
+    select,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from controller.host_table import Host
+from controller.signature_table import FlowSignature
+
+
+class StoreError(Exception):
+    """The database URL is wrong or the database cannot be reached."""
+
+
+def default_db_url() -> str:
+    state_dir = Path(os.environ.get("SHADOWNET_STATE_DIR", "~/.local/state/shadownet"))
+    return f"sqlite:///{state_dir.expanduser() / 'shadownet.db'}"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class FlowRow(Base):
+    __tablename__ = "flow_signatures"
+
+    entry_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dpid: Mapped[int] = mapped_column(BigInteger, index=True)
+    table_id: Mapped[int] = mapped_column(Integer)
+    priority: Mapped[int] = mapped_column(Integer)
+    match: Mapped[dict] = mapped_column(JSON)
+    idle_timeout: Mapped[int] = mapped_column(Integer)
+    hard_timeout: Mapped[int] = mapped_column(Integer)
+    out_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    group_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    path: Mapped[list] = mapped_column(JSON)
+    path_key: Mapped[str] = mapped_column(String(64), index=True)
+    packets: Mapped[int] = mapped_column(BigInteger)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    created: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    installed_at: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    removed_reason: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    removed_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class HostRow(Base):
+    __tablename__ = "hosts"
+
+    mac: Mapped[str] = mapped_column(String(17), primary_key=True)
+    dpid: Mapped[int] = mapped_column(BigInteger)
+    port: Mapped[int] = mapped_column(BigInteger)
+    ips: Mapped[str] = mapped_column(String(1024))
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+
+
+_FLOW_FIELDS = [c.name for c in FlowRow.__table__.columns]
+
+
+class StateStore:
+    """Loads and saves controller state through one SQLAlchemy engine."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise StoreError(f"invalid database URL {url!r}: {exc}") from None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            folder = Path(parsed.database).expanduser().resolve().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create database folder {folder}: {exc}") from None
+        try:
+            self.engine = create_engine(url, future=True, pool_pre_ping=True)
+            with self.engine.connect():
+                pass
+            Base.metadata.create_all(self.engine)
+        except (SQLAlchemyError, ImportError, OSError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise StoreError(f"cannot reach database {url!r}: {reason}") from None
+
+    def load_flows(self) -> list[FlowSignature]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(FlowRow).order_by(FlowRow.entry_id)).all()
+            return [FlowSignature(**{f: getattr(r, f) for f in _FLOW_FIELDS}) for r in rows]
+
+    def load_hosts(self) -> list[Host]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(HostRow)).all()
+            return [
+                Host(
+                    mac=r.mac,
+                    dpid=r.dpid,
+                    port=r.port,
+                    ips=set(json.loads(r.ips)),
+                    first_seen=r.first_seen,
+                    last_seen=r.last_seen,
+                )
+                for r in rows
+            ]
+
+    def save(
+        self,
+        flows: Iterable[FlowSignature] = (),
+        hosts: Iterable[Host] = (),
+        deleted_flow_ids: Iterable[int] = (),
+    ) -> None:
+        """Upsert changed rows in one transaction."""
+        with Session(self.engine) as session, session.begin():
+            for entry in flows:
+                session.merge(FlowRow(**{f: getattr(entry, f) for f in _FLOW_FIELDS}))
+            for host in hosts:
+                session.merge(
+                    HostRow(
+                        mac=host.mac,
+                        dpid=host.dpid,
+                        port=host.port,
+                        ips=json.dumps(sorted(host.ips)),
+                        first_seen=host.first_seen,
+                        last_seen=host.last_seen,
+                    )
+                )
+            ids = list(deleted_flow_ids)
+            if ids:
+                session.execute(delete(FlowRow).where(FlowRow.entry_id.in_(ids)))
+
+    def replace_hosts(self, hosts: Iterable[Host]) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(HostRow))
+        self.save(hosts=hosts)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect():
+                return True
+        except SQLAlchemyError:
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()

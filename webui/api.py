@@ -1,0 +1,89 @@
+"""JSON REST API: switches, links, hosts, paths, the signature table, health, metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+api = Blueprint("api", __name__)
+
+_FLOW_FILTERS = ("dpid", "status", "mac", "cookie", "limit")
+
+
+def _core() -> Any:
+    return current_app.extensions["shadownet_core"]
+
+
+def _int_arg(name: str, base: int = 10) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw, 0 if base == 0 else base)
+    except ValueError:
+        abort(400, description=f"query parameter {name!r} must be an integer, got {raw!r}")
+    if value < 0:
+        abort(400, description=f"query parameter {name!r} must be >= 0, got {raw!r}")
+    return value
+
+
+@api.get("/api/switches")
+def switches():
+    return jsonify(_core().switches())
+
+
+@api.get("/api/links")
+def links():
+    return jsonify(_core().links())
+
+
+@api.get("/api/hosts")
+def hosts():
+    return jsonify(_core().host_list())
+
+
+@api.get("/api/path")
+def path():
+    src, dst = request.args.get("src"), request.args.get("dst")
+    if not src or not dst:
+        abort(400, description="query parameters 'src' and 'dst' (host MAC or IP) are required")
+    try:
+        return jsonify(_core().path(src, dst))
+    except LookupError as exc:
+        abort(404, description=str(exc.args[0]))
+
+
+@api.get("/api/flows")
+def flows():
+    unknown = sorted(set(request.args) - set(_FLOW_FILTERS))
+    if unknown:
+        valid = ", ".join(_FLOW_FILTERS)
+        abort(400, description=f"unknown filter {unknown[0]!r}; use one of {valid}")
+    status = request.args.get("status")
+    if status not in (None, "active", "removed"):
+        abort(400, description=f"'status' must be 'active' or 'removed', got {status!r}")
+    mac = request.args.get("mac")
+    return jsonify(
+        _core().flows(
+            dpid=_int_arg("dpid", 0),
+            status=status,
+            mac=mac.lower() if mac else None,
+            cookie=_int_arg("cookie", 0),
+            limit=_int_arg("limit"),
+        )
+    )
+
+
+@api.get("/api/health")
+def health():
+    report = _core().health()
+    return jsonify(report), 200 if report["status"] == "ok" else 503
+
+
+@api.get("/metrics")
+def metrics():
+    core = _core()
+    core.refresh_gauges()
+    return Response(generate_latest(core.metrics.registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,35 @@
+"""Flask app factory for the controller's REST API, metrics and dashboard.
+
+The app reads a ``ControllerCore``-like object (anything with the same query
+methods), passed in explicitly, so tests build it around a core with no
+switches attached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from webui.api import api
+from webui.dashboard import dashboard
+
+
+def create_app(core: Any, testing: bool = False) -> Flask:
+    app = Flask(__name__)
+    app.config.update(TESTING=testing, JSON_SORT_KEYS=False)
+    app.extensions["shadownet_core"] = core
+    app.register_blueprint(api)
+    app.register_blueprint(dashboard)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # never leak a stack trace to the client
+        app.logger.exception("REST handler failed")
+        return jsonify(error="Internal Server Error", message=type(exc).__name__, status=500), 500
+
+    return app

@@ -1,0 +1,12 @@
+"""The web dashboard: one static page that polls the REST API."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+dashboard = Blueprint("dashboard", __name__, static_folder="static", static_url_path="/ui/static")
+
+
+@dashboard.get("/")
+def index():
+    return dashboard.send_static_file("index.html")
