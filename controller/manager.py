@@ -159,13 +159,39 @@ def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
         while stop.signum is None and any(not _finished(t) for t in services):
             hub.sleep(0.2)
     finally:
-        manager.close()
-        for thread in services:
-            thread.kill()
+        _shutdown(manager, log)
     if stop.signum is not None:
         log.info("shadownet-manager: %s received", signal.Signals(stop.signum).name)
     log.info("shadownet-manager: stopped")
     return 0
+
+
+def _shutdown(manager: Any, log: logging.Logger, grace: float = 3.0) -> None:
+    """Stop shadownet's apps first (they save state), then give os-ken a bounded grace.
+
+    os-ken's OpenFlow server loop cannot be joined, so a plain ``close()`` can
+    hang; after the grace period the process exits anyway (see ``main``).
+    """
+    import threading
+
+    ours = [
+        n for n, a in manager.applications.items()
+        if type(a).__module__.startswith("controller")
+    ]
+    for name in ours:
+        manager.uninstantiate(name)
+    done = threading.Event()
+
+    def _close_rest() -> None:
+        try:
+            manager.close()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            log.debug("os-ken close failed", exc_info=True)
+        done.set()
+
+    threading.Thread(target=_close_rest, daemon=True).start()
+    if not done.wait(grace):
+        log.debug("os-ken apps did not stop within %.1fs; exiting anyway", grace)
 
 
 def _finished(thread: Any) -> bool:
@@ -186,10 +212,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return run(apps, cfg)
+        code = run(apps, cfg)
     except ImportError as exc:
         print(f"shadownet-manager: error: cannot load app: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        code = EXIT_USAGE
+    # os-ken leaves non-daemon threads behind; state is saved, so leave now.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
