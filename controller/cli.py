@@ -25,12 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     from predictive import cli as predict_cli
 
     predict_cli.register(sub)
-    try:
-        from controller import lab_cli
-    except ImportError:  # pragma: no cover - lab needs mininet, present after make setup
-        lab_cli = None
-    if lab_cli is not None:
-        lab_cli.register(sub)
+    from lab import cli as lab_cli
+
+    lab_cli.register(sub)
     return parser
 
 

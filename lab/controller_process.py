@@ -1,0 +1,111 @@
+"""Run ``shadownet-manager`` as a child process, the way a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ControllerProcess:
+    """A controller child process with its own ports, database and log file."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        db_url: str | None = None,
+        config_file: Path | None = None,
+        ofp_port: int | None = None,
+        api_port: int | None = None,
+        hub: str | None = None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.db_url = db_url or f"sqlite:///{self.workdir / 'state.db'}"
+        self.config_file = config_file
+        self.ofp_port = ofp_port or free_port()
+        self.api_port = api_port or free_port()
+        self.hub = hub
+        self.log_path = self.workdir / "controller.log"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        cmd = [
+            sys.executable, "-m", "controller.manager",
+            "--ofp-listen-host", "127.0.0.1",
+            "--ofp-tcp-listen-port", str(self.ofp_port),
+            "--wsapi-host", "127.0.0.1",
+            "--wsapi-port", str(self.api_port),
+            "--db-url", self.db_url,
+        ]
+        if self.config_file:
+            cmd += ["--config-file", str(self.config_file)]
+        if self.hub:
+            cmd += ["--hub", self.hub]
+        self.starts += 1
+        log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child
+        log.write(f"--- start {self.starts}: {' '.join(cmd)}\n")
+        log.flush()
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                raise RuntimeError(f"controller exited with {code}:\n{self.log_tail()}")
+            try:
+                self.get("/api/health")
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"controller did not answer within {timeout:.0f}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then SIGKILL if it will not go. Returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def get_status(self, path: str) -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
