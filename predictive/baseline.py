@@ -1,0 +1,341 @@
+"""Per-metric rolling baseline: deviation, rate of change, novelty and seasonality.
+
+One :class:`MetricBaseline` follows one metric of one entity, one observation at
+a time, in O(window) memory and roughly constant time per update.  It answers
+"how unusual is this value, and how fast is it getting worse?" with scores on
+fixed scales, so that a single parameter set works for CPU percentages, byte
+counters and latencies alike:
+
+* **deviation** - robust z-score of the value against a rolling median and
+  inter-quartile range.  Median and IQR ignore single spikes, so one bad
+  sample does not drag the baseline.
+* **shift** - the same z-score for the mean of the last few values: a
+  short-against-long distribution shift that a single spike cannot fake.
+* **rate** - the rate of change of the shift per typical sampling interval
+  (smoothed).  A deviation that is growing is what precedes a failure, so this
+  is the earliest warning the baseline gives.
+* **novelty** - how far the value lies beyond the whole range seen in the
+  rolling window, in units of that range.  Values the metric has never reached
+  recently are the single strongest anomaly signal on NAB's real data.
+* **seasonal** - where the metric has a daily cycle (checked once, on the
+  warm-up data), the same novelty test on the smoothed difference from one day
+  earlier, which catches a missing or distorted daily pattern.
+* **volatility** - log ratio of the short-window spread to the baseline spread.
+
+Level shifts: when the short mean sits beyond ``shift_limit`` for ``shift_hold``
+consecutive observations, the window is re-seeded from the recent values so
+the baseline follows the new level instead of alarming forever.
+
+Irregular intervals are handled by expressing the rate per *typical* interval
+(an exponentially weighted median-like estimate of the spacing); repeated or
+backward timestamps count as a minimal interval.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, insort
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+DAY_SECONDS = 86400.0
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Parameters shared by every metric; one set serves the whole NAB corpus."""
+
+    window: int = 1500  # rows in the rolling baseline (about 5 days at 5 minutes)
+    short: int = 6  # rows in the short window (shift, volatility)
+    min_history: int = 20  # rows before any score is produced
+    warmup: int = 750  # rows used to detect seasonality (NAB: the probation period)
+    season_acf: float = 0.5  # autocorrelation at one day needed to model seasonality
+    season_smooth: int = 12  # rows averaged in the seasonal difference
+    rate_smoothing: float = 0.3  # EW weight of the newest rate sample
+    shift_limit: float = 8.0  # |shift| (robust z) counted as a level shift
+    shift_hold: int = 60  # consecutive rows beyond the limit before re-seeding
+
+    def __post_init__(self) -> None:
+        if self.window < 10 or self.short < 1 or self.min_history < 2:
+            raise ValueError("baseline window must be >= 10, short >= 1, min_history >= 2")
+        if self.min_history > self.window:
+            raise ValueError("min_history cannot exceed the baseline window")
+        if not 0.0 < self.rate_smoothing <= 1.0:
+            raise ValueError("rate_smoothing must be in (0, 1]")
+
+
+class DriftScores(NamedTuple):
+    """Scores for one observation of one metric (all 0.0 until ``ready``)."""
+
+    deviation: float
+    shift: float
+    rate: float
+    novelty: float
+    seasonal: float
+    volatility: float
+    ready: bool
+
+
+_NOT_READY = DriftScores(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False)
+
+
+class _RollingExtremes:
+    """Max and min of the last ``size`` values of a stream (monotonic deques, O(1) amortised)."""
+
+    __slots__ = ("size", "count", "maxq", "minq")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.count = 0
+        self.maxq: deque[tuple[int, float]] = deque()
+        self.minq: deque[tuple[int, float]] = deque()
+
+    def push(self, v: float) -> None:
+        i = self.count
+        self.count += 1
+        maxq, minq = self.maxq, self.minq
+        while maxq and maxq[-1][1] <= v:
+            maxq.pop()
+        maxq.append((i, v))
+        while minq and minq[-1][1] >= v:
+            minq.pop()
+        minq.append((i, v))
+        edge = i - self.size
+        if maxq[0][0] <= edge:
+            maxq.popleft()
+        if minq[0][0] <= edge:
+            minq.popleft()
+
+    def state(self) -> dict[str, Any]:
+        return {"count": self.count, "max": list(self.maxq), "min": list(self.minq)}
+
+    @classmethod
+    def from_state(cls, size: int, st: dict[str, Any]) -> _RollingExtremes:
+        r = cls(size)
+        r.count = int(st["count"])
+        r.maxq = deque((int(i), float(v)) for i, v in st["max"])
+        r.minq = deque((int(i), float(v)) for i, v in st["min"])
+        return r
+
+
+class MetricBaseline:
+    """Streaming baseline and drift scores for one metric (see the module docstring)."""
+
+    __slots__ = (
+        "cfg", "n", "_sorted", "_fifo", "_short", "_ssum", "_ssq", "_prev_shift", "_prev_t",
+        "_dt", "_rate", "_beyond", "_warm", "_period", "_lag", "_sdiff", "_sdsum", "_sext",
+    )
+
+    def __init__(self, config: BaselineConfig | None = None) -> None:
+        self.cfg = config or BaselineConfig()
+        self.n = 0
+        self._sorted: list[float] = []
+        self._fifo: deque[float] = deque()
+        self._short: deque[float] = deque()
+        self._ssum = 0.0
+        self._ssq = 0.0
+        self._prev_shift = 0.0
+        self._prev_t: float | None = None
+        self._dt = 0.0  # typical interval, seconds
+        self._rate = 0.0
+        self._beyond = 0  # signed count of consecutive rows beyond shift_limit
+        self._warm: list[tuple[float, float]] | None = []  # (t, x) until seasonality decided
+        self._period = 0  # rows per day when seasonal, else 0
+        self._lag: deque[float] = deque()
+        self._sdiff: deque[float] = deque()
+        self._sdsum = 0.0
+        self._sext = _RollingExtremes(self.cfg.window)
+
+    @property
+    def period(self) -> int:
+        """Rows per daily cycle if seasonality was detected, else 0."""
+        return self._period
+
+    def update(self, t: float, x: float) -> DriftScores:
+        """Score observation ``x`` at time ``t`` (seconds) against the history, then learn it."""
+        cfg = self.cfg
+        x = float(x)
+        if x != x or math.isinf(x):
+            raise ValueError("metric value must be a finite number")
+        # Sampling interval, robust to repeated, backward and missing samples.
+        if self._prev_t is not None:
+            step = t - self._prev_t
+            if step > 0:
+                if self._dt == 0.0:
+                    self._dt = step
+                else:  # move 1% towards the step, capped at a factor 2: a median-like tracker
+                    self._dt *= min(max(step / self._dt, 0.5), 2.0) ** 0.01
+        self._prev_t = t if self._prev_t is None or t > self._prev_t else self._prev_t
+        srt = self._sorted
+        m = len(srt)
+        sh = self._short
+        # Short-window statistics including the current value.
+        sh.append(x)
+        self._ssum += x
+        self._ssq += x * x
+        if len(sh) > cfg.short:
+            old = sh.popleft()
+            self._ssum -= old
+            self._ssq -= old * old
+        k = len(sh)
+        smean = self._ssum / k
+        seasonal = self._seasonal(t, x)
+        if m >= cfg.min_history:
+            med = srt[m >> 1]
+            lo = srt[0]
+            hi = srt[-1]
+            floor = 1e-3 * abs(med) + 1e-9
+            iqr = srt[(3 * m) >> 2] - srt[m >> 2]
+            scale = max(iqr / 1.349, floor)
+            span = max(hi - lo, floor)
+            dev = (x - med) / scale
+            shift = (smean - med) / scale
+            if x > hi:
+                novelty = (x - hi) / span
+            elif x < lo:
+                novelty = (lo - x) / span
+            else:
+                novelty = 0.0
+            var = self._ssq / k - smean * smean
+            vol = math.log((math.sqrt(var) if var > 0.0 else 0.0) / scale + 1e-3) if k > 2 else 0.0
+            # Rate of change of the shift, per typical interval.
+            if self._prev_t is not None and self._dt > 0.0 and self.n > 0:
+                raw_rate = shift - self._prev_shift
+                a = cfg.rate_smoothing
+                self._rate = (1.0 - a) * self._rate + a * raw_rate
+            self._prev_shift = shift
+            scores = DriftScores(dev, shift, self._rate, novelty, seasonal, vol, True)
+            self._track_level_shift(shift)
+        else:
+            scores = _NOT_READY
+        # Learn the value (re-read the window: a level shift may have re-seeded it).
+        srt = self._sorted
+        insort(srt, x)
+        self._fifo.append(x)
+        if len(self._fifo) > cfg.window:
+            del srt[bisect_left(srt, self._fifo.popleft())]
+        self.n += 1
+        return scores
+
+    def _track_level_shift(self, shift: float) -> None:
+        cfg = self.cfg
+        if shift > cfg.shift_limit:
+            self._beyond = self._beyond + 1 if self._beyond > 0 else 1
+        elif shift < -cfg.shift_limit:
+            self._beyond = self._beyond - 1 if self._beyond < 0 else -1
+        else:
+            self._beyond = 0
+        if abs(self._beyond) >= cfg.shift_hold:
+            # The level moved for good: keep only the recent rows as the new baseline.
+            recent = list(self._fifo)[-cfg.shift_hold :]
+            self._fifo = deque(recent)
+            self._sorted = sorted(recent)
+            self._beyond = 0
+
+    def _seasonal(self, t: float, x: float) -> float:
+        """Novelty of the smoothed day-over-day difference (0 when not seasonal)."""
+        cfg = self.cfg
+        if self._warm is not None:
+            self._warm.append((t, x))
+            if len(self._warm) >= cfg.warmup:
+                self._period = detect_daily_period(self._warm, cfg.season_acf)
+                for _, v in self._warm[-self._period :] if self._period else ():
+                    self._lag.append(v)
+                self._warm = None
+            return 0.0
+        p = self._period
+        if not p:
+            return 0.0
+        lag = self._lag
+        lag.append(x)
+        if len(lag) <= p:
+            return 0.0
+        d = abs(x - lag.popleft())
+        sd = self._sdiff
+        sd.append(d)
+        self._sdsum += d
+        if len(sd) > cfg.season_smooth:
+            self._sdsum -= sd.popleft()
+        g = self._sdsum / len(sd)
+        ext = self._sext
+        score = 0.0
+        if ext.count >= cfg.min_history:
+            hi = ext.maxq[0][1]
+            span = max(hi - ext.minq[0][1], 1e-3 * abs(hi) + 1e-9)
+            if g > hi:
+                score = (g - hi) / span
+        ext.push(g)
+        return score
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-serialisable state, so a controller restart keeps its baselines."""
+        return {
+            "config": asdict(self.cfg),
+            "n": self.n,
+            "fifo": list(self._fifo),
+            "short": list(self._short),
+            "prev_shift": self._prev_shift,
+            "prev_t": self._prev_t,
+            "dt": self._dt,
+            "rate": self._rate,
+            "beyond": self._beyond,
+            "warm": self._warm,
+            "period": self._period,
+            "lag": list(self._lag),
+            "sdiff": list(self._sdiff),
+            "sext": self._sext.state(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> MetricBaseline:
+        """Rebuild a baseline from :meth:`state_dict`; it continues with identical outputs."""
+        b = cls(BaselineConfig(**state["config"]))
+        b.n = int(state["n"])
+        b._fifo = deque(float(v) for v in state["fifo"])
+        b._sorted = sorted(b._fifo)
+        b._short = deque(float(v) for v in state["short"])
+        b._ssum = math.fsum(b._short)
+        b._ssq = math.fsum(v * v for v in b._short)
+        b._prev_shift = float(state["prev_shift"])
+        b._prev_t = None if state["prev_t"] is None else float(state["prev_t"])
+        b._dt = float(state["dt"])
+        b._rate = float(state["rate"])
+        b._beyond = int(state["beyond"])
+        warm = state["warm"]
+        b._warm = None if warm is None else [(float(a), float(v)) for a, v in warm]
+        b._period = int(state["period"])
+        b._lag = deque(float(v) for v in state["lag"])
+        b._sdiff = deque(float(v) for v in state["sdiff"])
+        b._sdsum = math.fsum(b._sdiff)
+        b._sext = _RollingExtremes.from_state(b.cfg.window, state["sext"])
+        return b
+
+
+def detect_daily_period(samples: list[tuple[float, float]], min_acf: float) -> int:
+    """Rows per day if the samples repeat daily (autocorrelation >= ``min_acf``), else 0.
+
+    Needs at least two days of samples; the spacing is the median interval, so
+    a few gaps do not throw the lag off.
+    """
+    n = len(samples)
+    if n < 4:
+        return 0
+    steps = sorted(b[0] - a[0] for a, b in zip(samples, samples[1:], strict=False))
+    dt = steps[len(steps) // 2]
+    if dt <= 0:
+        return 0
+    p = int(round(DAY_SECONDS / dt))
+    if p < 4 or 2 * p > n:
+        return 0
+    xs = [v for _, v in samples]
+    a, b = xs[p:], xs[:-p]
+    ma, mb = sum(a) / len(a), sum(b) / len(b)
+    cov = sum((u - ma) * (v - mb) for u, v in zip(a, b, strict=True))
+    va = sum((u - ma) ** 2 for u in a)
+    vb = sum((v - mb) ** 2 for v in b)
+    if va <= 0 or vb <= 0:
+        return 0
+    return p if cov / math.sqrt(va * vb) >= min_acf else 0
