@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -165,17 +166,20 @@ def read_series_csv(path: str | Path, *, strict_order: bool = False) -> SeriesTa
 
 
 def write_scores_csv(
-    path: str | Path,
+    dest: str | Path | TextIO,
     raw_times: Sequence[str],
     columns: Sequence[str],
     rows: Sequence[Sequence[object]],
 ) -> None:
     """Write one output row per input row: the original timestamp then ``columns``."""
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow([TIMESTAMP_COLUMN, *columns])
-        for t, r in zip(raw_times, rows, strict=True):
-            w.writerow([t, *(_fmt(x) for x in r)])
+    if isinstance(dest, str | Path):
+        with Path(dest).open("w", newline="", encoding="utf-8") as fh:
+            write_scores_csv(fh, raw_times, columns, rows)
+        return
+    w = csv.writer(dest, lineterminator="\n")
+    w.writerow([TIMESTAMP_COLUMN, *columns])
+    for t, r in zip(raw_times, rows, strict=True):
+        w.writerow([t, *(_fmt(x) for x in r)])
 
 
 def _fmt(x: object) -> object:

@@ -18,6 +18,7 @@ NAB does, and scores are normalised to null = 0, perfect = 100.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -166,7 +167,8 @@ def summarise(results: dict[str, ProfileResult], trained: str) -> dict[str, Any]
                 "raw": round(r.raw, 4),
                 "null": r.null,
                 "perfect": r.perfect,
-                "threshold": r.threshold,
+                # inf (flag nothing is best) is not valid JSON: report it as null.
+                "threshold": r.threshold if math.isfinite(r.threshold) else None,
                 "windows_detected": sum(f.windows_detected for f in r.files),
                 "windows": sum(f.windows for f in r.files),
                 "false_positive_rows": sum(f.fp for f in r.files),
