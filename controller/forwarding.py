@@ -194,11 +194,16 @@ class Forwarder:
 
     def install_path(self, src: Host, dst: Host) -> list[OutMsg]:
         """Install src->dst along the shortest path; returns only the flow-mods needed."""
+        adds, deletes = self._plan_path(src, dst)
+        return adds + deletes
+
+    def _plan_path(self, src: Host, dst: Host) -> tuple[list[OutMsg], list[OutMsg]]:
+        """Flow-mods that make src->dst follow the current shortest path: (adds, deletes)."""
         key = path_key(src.mac, dst.mac)
         switch_path = self.graph.switch_path(src.dpid, dst.dpid)
         if switch_path is None:
             self.stats.unroutable += 1
-            return self._remove_path(key, keep=set(), reason="no_path")
+            return [], self._remove_path(key, keep=set(), reason="no_path")
         hops = self.graph.hops(switch_path, src.port, dst.port)
         msgs: list[OutMsg] = []
         # Downstream first: by the time the ingress flow exists, the rest does too.
@@ -216,11 +221,11 @@ class Forwarder:
             )
             if changed:
                 msgs.append((hop.dpid, ofmsgs.flow_add(entry)))
-        msgs += self._remove_path(key, keep=set(switch_path), reason="rerouted")
-        if msgs:
+        deletes = self._remove_path(key, keep=set(switch_path), reason="rerouted")
+        if msgs or deletes:
             self.stats.paths_installed += 1
-            self.stats.flow_mods += len(msgs)
-        return msgs
+            self.stats.flow_mods += len(msgs) + len(deletes)
+        return msgs, deletes
 
     def _remove_path(self, key: str, keep: set[int], reason: str) -> list[OutMsg]:
         msgs = []
@@ -235,6 +240,7 @@ class Forwarder:
         if not links:
             return []
         msgs: list[OutMsg] = []
+        deletes: list[OutMsg] = []
         for key, entries in self.table.active_paths().items():
             path = entries[0].path
             if not any(self.graph.path_uses_link(path, link) for link in links):
@@ -242,11 +248,14 @@ class Forwarder:
             src_mac, dst_mac = key.split(">")
             src, dst = self.hosts.get(src_mac), self.hosts.get(dst_mac)
             if src is None or dst is None:
-                msgs += self._remove_path(key, keep=set(), reason="host_gone")
+                deletes += self._remove_path(key, keep=set(), reason="host_gone")
                 continue
             self.stats.paths_rerouted += 1
-            msgs += self.install_path(src, dst)
-        return msgs
+            adds, gone = self._plan_path(src, dst)
+            msgs += adds
+            deletes += gone
+        # Make before break: every new flow is sent before any old one is deleted.
+        return msgs + deletes
 
     # --- switch feedback ----------------------------------------------------
     def flow_removed(

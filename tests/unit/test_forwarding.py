@@ -1,0 +1,175 @@
+"""Forwarding decisions against a fake flow table (no OVS)."""
+
+from __future__ import annotations
+
+from os_ken.lib.packet import arp, packet
+from os_ken.ofproto import ofproto_v1_3_parser as parser
+
+from controller.forwarding import Forwarder, ForwardingSettings
+from controller.host_table import HostTable
+from controller.network_graph import Link
+from controller.signature_table import REMOVED, SignatureTable, is_our_cookie
+from tests.unit.fakes import FakeNetwork, ring_graph
+from tests.unit.packets import arp_reply, arp_request, ip, mac, ping
+
+
+def make(n: int = 4):
+    graph, links = ring_graph(n)
+    fwd = Forwarder(graph, HostTable(), SignatureTable(), ForwardingSettings(idle_timeout=30))
+    return fwd, FakeNetwork(links), links
+
+
+def learn_all(fwd, net, n):
+    for i in range(1, n + 1):
+        net.send(fwd.packet_in(i, 1, arp_request(i, (i % n) + 1)))
+
+
+def test_switch_connect_installs_table_miss():
+    fwd, net, _ = make()
+    net.send(fwd.switch_connected(1, [1, 2, 3]))
+    miss = [f for f in net.switch(1).flows if f.priority == 0]
+    assert miss and miss[0].out_port == 0xFFFFFFFD  # OFPP_CONTROLLER
+
+
+def test_unknown_arp_is_copied_to_edge_ports_only():
+    fwd, net, _ = make()
+    msgs = fwd.packet_in(1, 1, arp_request(1, 3))
+    net.send(msgs)
+    outs = {dpid: net.switch(dpid).packet_outs for dpid in range(1, 5)}
+    # Never out of an inter-switch port (2 or 3), never back to the sender.
+    assert outs[1] == []
+    for dpid in (2, 3, 4):
+        assert [ports for ports, _ in outs[dpid]] == [[1]]
+    assert fwd.hosts.get(mac(1)).dpid == 1
+
+
+def test_repeated_flood_is_suppressed():
+    fwd, _, _ = make()
+    assert fwd.packet_in(1, 1, arp_request(1, 3))
+    assert fwd.packet_in(1, 1, arp_request(1, 3)) == []
+
+
+def test_proxy_arp_answers_from_host_table():
+    fwd, net, _ = make()
+    learn_all(fwd, net, 4)
+    msgs = fwd.packet_in(1, 1, arp_request(1, 3))
+    assert len(msgs) == 1
+    dpid, msg = msgs[0]
+    assert dpid == 1 and isinstance(msg, parser.OFPPacketOut)
+    assert [a.port for a in msg.actions] == [1]
+    reply = packet.Packet(msg.data).get_protocol(arp.arp)
+    assert reply.opcode == arp.ARP_REPLY
+    assert (reply.src_mac, reply.src_ip, reply.dst_ip) == (mac(3), ip(3), ip(1))
+
+
+def test_first_packet_installs_whole_path_both_ways():
+    fwd, net, _ = make(6)
+    learn_all(fwd, net, 6)
+    msgs = fwd.packet_in(1, 1, ping(1, 4))
+    net.send(msgs)
+    # The triggering packet goes straight out of the destination's edge port.
+    assert net.switch(4).packet_outs[-1][0] == [1]
+    assert net.walk(1, {"eth_src": mac(1), "eth_dst": mac(4)}) == (4, 1)
+    assert net.walk(4, {"eth_src": mac(4), "eth_dst": mac(1)}) == (1, 1)
+    flows = fwd.table.active()
+    assert len(flows) == 2 * 4  # 4 switches on a shortest path in a 6-ring, both ways
+    assert all(is_our_cookie(f.cookie) and f.idle_timeout == 30 for f in flows)
+    # A second packet on the same pair needs no new flow-mods.
+    again = fwd.packet_in(1, 1, ping(1, 4))
+    assert all(isinstance(m, parser.OFPPacketOut) for _, m in again)
+
+
+def test_downstream_flows_are_sent_before_ingress():
+    fwd, net, _ = make(6)
+    learn_all(fwd, net, 6)
+    mods = [d for d, m in fwd.packet_in(1, 1, ping(1, 3)) if isinstance(m, parser.OFPFlowMod)]
+    forward = mods[:3]
+    assert forward[-1] == 1 and forward[0] == 3
+
+
+def test_link_down_reroutes_affected_paths_make_before_break():
+    fwd, net, links = make(6)
+    learn_all(fwd, net, 6)
+    net.send(fwd.packet_in(1, 1, ping(1, 3)))
+    old = fwd.table.active_paths()[f"{mac(1)}>{mac(3)}"][0].path
+    assert old == [1, 2, 3]
+    msgs = fwd.port_down(2, 2)  # link 2-3 goes
+    kinds = [type(m).__name__ for _, m in msgs]
+    deletes = [i for i, m in enumerate(msgs) if m[1].command == 3]
+    adds = [i for i, m in enumerate(msgs) if m[1].command == 0]
+    assert max(adds) < min(deletes), kinds
+    net.send(msgs)
+    assert net.walk(1, {"eth_src": mac(1), "eth_dst": mac(3)}) == (3, 1)
+    assert net.walk(3, {"eth_src": mac(3), "eth_dst": mac(1)}) == (1, 1)
+    new = fwd.table.active_paths()[f"{mac(1)}>{mac(3)}"][0].path
+    assert new == [1, 6, 5, 4, 3]
+    gone = [e for e in fwd.table.query(status=REMOVED)]
+    assert gone and all(e.removed_reason == "rerouted" for e in gone)
+
+
+def test_unaffected_paths_are_left_alone_on_link_down():
+    fwd, net, _ = make(6)
+    learn_all(fwd, net, 6)
+    net.send(fwd.packet_in(4, 1, ping(4, 5)))
+    assert fwd.port_down(1, 2) == []
+
+
+def test_no_path_removes_flows():
+    fwd, net, _ = make(4)
+    learn_all(fwd, net, 4)
+    net.send(fwd.packet_in(1, 1, ping(1, 3)))
+    net.send(fwd.port_down(1, 2))
+    net.send(fwd.port_down(1, 3))  # switch 1 is cut off
+    assert fwd.table.active_paths().get(f"{mac(1)}>{mac(3)}") is None
+    assert net.walk(3, {"eth_src": mac(3), "eth_dst": mac(1)}) is None
+
+
+def test_no_learning_on_link_ports():
+    fwd, _, _ = make()
+    fwd.packet_in(2, 3, ping(1, 3))  # arrives over link 1->2
+    assert fwd.hosts.get(mac(1)) is None
+
+
+def test_host_learned_on_port_later_found_to_be_link_is_forgotten():
+    fwd, _, _ = make()
+    fwd.graph.add_switch(9, [1, 5])
+    fwd.packet_in(9, 5, arp_request(7, 1))
+    assert fwd.hosts.get(mac(7)) is not None
+    fwd.link_added(Link(9, 5, 1, 4))
+    assert fwd.hosts.get(mac(7)) is None
+
+
+def test_malformed_packets_are_counted_not_raised():
+    fwd, _, _ = make()
+    assert fwd.packet_in(1, 1, b"\x00\x01") == []
+    assert fwd.packet_in(1, 1, b"") == []
+    assert fwd.stats.malformed == 2
+
+
+def test_truncated_arp_does_not_crash():
+    fwd, _, _ = make()
+    frame = arp_request(1, 2)[:20]
+    fwd.packet_in(1, 1, frame)  # must not raise
+    assert fwd.stats.packet_in == 1
+
+
+def test_arp_reply_is_delivered_and_installs_path():
+    fwd, net, _ = make(4)
+    net.send(fwd.packet_in(1, 1, arp_request(1, 3)))
+    msgs = fwd.packet_in(3, 1, arp_reply(3, 1))
+    net.send(msgs)
+    assert net.switch(1).packet_outs[-1][0] == [1]
+    assert net.walk(3, {"eth_src": mac(3), "eth_dst": mac(1)}) == (1, 1)
+
+
+def test_flow_removed_updates_entry():
+    fwd, net, _ = make(4)
+    learn_all(fwd, net, 4)
+    net.send(fwd.packet_in(1, 1, ping(1, 2)))
+    entry = fwd.table.active()[0]
+    fwd.flow_removed(entry.cookie, "idle_timeout", 5, 500)
+    assert entry.status == REMOVED and entry.removed_reason == "idle_timeout"
+    assert (entry.packets, entry.bytes) == (5, 500)
+    # The next packet reinstalls what expired, as a new entry.
+    msgs = fwd.packet_in(1, 1, ping(1, 2))
+    assert any(isinstance(m, parser.OFPFlowMod) for _, m in msgs)
