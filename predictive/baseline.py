@@ -159,8 +159,11 @@ class MetricBaseline:
         if x != x or math.isinf(x):
             raise ValueError("metric value must be a finite number")
         # Sampling interval, robust to repeated, backward and missing samples.
+        step_ratio = 1.0
         if self._prev_t is not None:
             step = t - self._prev_t
+            if self._dt > 0.0:
+                step_ratio = step / self._dt
             if step > 0:
                 if self._dt == 0.0:
                     self._dt = step
@@ -200,8 +203,10 @@ class MetricBaseline:
             var = self._ssq / k - smean * smean
             vol = math.log((math.sqrt(var) if var > 0.0 else 0.0) / scale + 1e-3) if k > 2 else 0.0
             # Rate of change of the shift, per typical interval.
-            if self._prev_t is not None and self._dt > 0.0 and self.n > 0:
-                raw_rate = shift - self._prev_shift
+            if self._dt > 0.0 and self.n > 0:
+                # Per typical interval: a gap spreads the change, a burst concentrates it.
+                ratio = min(max(step_ratio, 0.25), 100.0)
+                raw_rate = (shift - self._prev_shift) / ratio
                 a = cfg.rate_smoothing
                 self._rate = (1.0 - a) * self._rate + a * raw_rate
             self._prev_shift = shift
@@ -277,6 +282,9 @@ class MetricBaseline:
             "n": self.n,
             "fifo": list(self._fifo),
             "short": list(self._short),
+            "ssum": self._ssum,
+            "ssq": self._ssq,
+            "sdsum": self._sdsum,
             "prev_shift": self._prev_shift,
             "prev_t": self._prev_t,
             "dt": self._dt,
@@ -297,8 +305,8 @@ class MetricBaseline:
         b._fifo = deque(float(v) for v in state["fifo"])
         b._sorted = sorted(b._fifo)
         b._short = deque(float(v) for v in state["short"])
-        b._ssum = math.fsum(b._short)
-        b._ssq = math.fsum(v * v for v in b._short)
+        b._ssum = float(state["ssum"])  # running sums restored bit for bit
+        b._ssq = float(state["ssq"])
         b._prev_shift = float(state["prev_shift"])
         b._prev_t = None if state["prev_t"] is None else float(state["prev_t"])
         b._dt = float(state["dt"])
@@ -309,7 +317,7 @@ class MetricBaseline:
         b._period = int(state["period"])
         b._lag = deque(float(v) for v in state["lag"])
         b._sdiff = deque(float(v) for v in state["sdiff"])
-        b._sdsum = math.fsum(b._sdiff)
+        b._sdsum = float(state["sdsum"])
         b._sext = _RollingExtremes.from_state(b.cfg.window, state["sext"])
         return b
 

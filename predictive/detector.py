@@ -51,7 +51,13 @@ class DetectorConfig:
     correlation_weight: float = 0.5  # weight of the correlation component
     alert_horizon: int = 50  # observations an alarm suppresses weaker ones for
     alert_factor: float = 5.0  # evidence ratio needed to re-alarm inside the horizon
-    recent: int = 12  # observations in the novelty_recent feature
+    recent: int = 12  # observations the drift evidence is held for (and novelty_recent)
+
+    def __post_init__(self) -> None:
+        if self.recent < 1 or self.recent >= max(self.alert_horizon, 2):
+            raise ValueError("recent must be >= 1 and shorter than alert_horizon")
+        if self.novelty_scale <= 0 or self.rate_scale <= 0:
+            raise ValueError("novelty_scale and rate_scale must be positive")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> DetectorConfig:
@@ -131,6 +137,7 @@ class EntityDetector:
         self._recent: deque[float] = deque(maxlen=self.cfg.recent)
         self._gate = AlertGate(self.cfg.alert_horizon, self.cfg.alert_factor)
         self._features: list[float] = [0.0] * len(FEATURES)
+        self._top: tuple[list[tuple[str, float]], int] = ([], self.cfg.recent)
         self._last: Update | None = None
         self.n = 0
 
@@ -191,13 +198,16 @@ class EntityDetector:
             if ev + abs(s.shift) * 1e-3 > worst_ev:
                 worst, worst_ev = s, ev + abs(s.shift) * 1e-3
         corr = self._corr.update(present, deviations) if len(present) > 1 else None
-        p_drift = squash(drift_ev, cfg.novelty_scale)
+        # The drift probability holds the strongest evidence of the last few rows, so a
+        # failing metric that wobbles just under its new peak does not read as healthy.
+        self._recent.append(drift_ev)
+        held = max(self._recent)
+        p_drift = squash(held, cfg.novelty_scale)
         p_rate = squash(rate_ev, cfg.rate_scale)
         p_corr = max(corr.break_score, corr.joint_rise) if corr else 0.0
         if corr and corr.worst_pair and corr.break_score > 0.0:
             pair = corr.worst_pair
             contrib.append((f"{pair.a}~{pair.b}", cfg.correlation_weight * corr.break_score))
-        self._recent.append(drift_ev)
         f = self._features
         if worst is not None:
             f[0], f[1] = worst.novelty, worst.seasonal
@@ -208,7 +218,7 @@ class EntityDetector:
             f[0] = f[1] = f[2] = f[3] = f[4] = f[5] = 0.0
         f[6] = corr.break_score if corr else 0.0
         f[7] = corr.joint_rise if corr else 0.0
-        f[8] = max(self._recent)
+        f[8] = held
         ready = worst is not None
         p_model = self.model.probability(f) if (self.model is not None and ready) else 0.0
         if self.model is not None:
@@ -219,6 +229,13 @@ class EntityDetector:
             )
         alert = self._gate(prob)
         contrib.sort(key=lambda kv: -kv[1])
+        if contrib:
+            self._top = (contrib[:3], 0)
+        elif held > 0.0 and self._top[1] < cfg.recent:
+            contrib = self._top[0]  # still explained by the metric behind the held evidence
+        if not contrib or self._top[1] >= cfg.recent:
+            self._top = ([], cfg.recent)
+        self._top = (self._top[0], self._top[1] + 1)
         up = Update(
             timestamp=t,
             failure_probability=prob,
@@ -247,6 +264,7 @@ class EntityDetector:
             "recent": list(self._recent),
             "alert": self._gate.state_dict(),
             "features": list(self._features),
+            "top": [[list(kv) for kv in self._top[0]], self._top[1]],
             "last": self._last.as_dict() if self._last else None,
         }
 
@@ -263,6 +281,7 @@ class EntityDetector:
         d._gate.peak = float(state["alert"]["peak"])
         d._gate.age = int(state["alert"]["age"])
         d._features = [float(v) for v in state["features"]]
+        d._top = ([(str(n), float(c)) for n, c in state["top"][0]], int(state["top"][1]))
         last = state.get("last")
         if last:
             d._last = Update(
