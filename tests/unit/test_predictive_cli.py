@@ -1,0 +1,106 @@
+"""``shadownet predict`` sub-commands: happy paths and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from controller.cli import main
+
+NAB_DIR = Path(__file__).parents[2] / ".." / "shared" / "data" / "nab"
+
+
+def _csv(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _series(path: Path, n=300, label=False) -> Path:
+    rng = np.random.default_rng(0)
+    lines = ["timestamp,cpu,latency" + (",label" if label else "")]
+    for i in range(n):
+        bad = i >= n - 30
+        cpu = 50 + rng.normal(0, 2) + (30 if bad else 0)
+        lat = "" if i % 17 == 0 else f"{10 + rng.normal(0, 1):.3f}"
+        row = f"2024-01-01T00:00:00+00:00,{cpu:.3f},{lat}".replace(
+            "00:00:00", f"{i // 60:02d}:{i % 60:02d}:00"
+        )
+        lines.append(row + (f",{int(i >= n - 40)}" if label else ""))
+    return _csv(path, "\n".join(lines) + "\n")
+
+
+def test_score_json_and_csv_output(tmp_path, capsys):
+    src = _series(tmp_path / "in.csv")
+    assert main(["predict", "score", str(src), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["rows"] == 300 and out["metrics"] == ["cpu", "latency"]
+    probs = [r[1] for r in out["scores"]]
+    assert max(probs[-30:]) > 0.9 and all(0 <= p <= 1 for p in probs)
+    dst = tmp_path / "out.csv"
+    assert main(["predict", "score", str(src), "-o", str(dst)]) == 0
+    lines = dst.read_text().splitlines()
+    assert lines[0].startswith("timestamp,failure_probability,alert,drift")
+    assert len(lines) == 301
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty file"),
+        ("timestamp,value\n", "no data rows"),
+        ("time,value\n1,2\n", "expected 'timestamp'"),
+        ("timestamp,value\nyesterday,1\n", "unparsable timestamp"),
+        ("timestamp,value\n2024-01-01 00:00:00,abc\n", "non-numeric"),
+        ("timestamp,value\n2024-01-01 00:00:00,1,2\n", "expected 2 columns"),
+        ("timestamp\n2024-01-01 00:00:00\n", "no metric columns"),
+    ],
+)
+def test_score_malformed_files_exit_2_with_one_line(tmp_path, capsys, text, message):
+    src = _csv(tmp_path / "bad.csv", text)
+    assert main(["predict", "score", str(src)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("shadownet: error:") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_score_missing_file_and_bad_model(tmp_path, capsys):
+    assert main(["predict", "score", str(tmp_path / "nope.csv")]) == 2
+    src = _series(tmp_path / "in.csv", n=50)
+    bogus = _csv(tmp_path / "m.joblib", "nope")
+    assert main(["predict", "score", str(src), "--model", str(bogus)]) == 2
+    assert "not a shadownet model" in capsys.readouterr().err
+
+
+def test_train_from_labelled_csv_then_score_with_model(tmp_path, capsys):
+    src = _series(tmp_path / "hist.csv", n=400, label=True)
+    model = tmp_path / "model.joblib"
+    assert main(["predict", "train", "--csv", str(src), "-o", str(model)]) == 0
+    assert model.exists()
+    assert main(["predict", "score", str(_series(tmp_path / "new.csv")), "--model", str(model),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert out["model"]["rows"] == 400
+    unlabelled = _series(tmp_path / "u.csv")
+    assert main(["predict", "train", "--csv", str(unlabelled), "-o", str(model)]) == 2
+    assert "no 'label' column" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not NAB_DIR.exists(), reason="NAB corpus not available")
+def test_nab_on_a_subset_prints_three_profiles(capsys):
+    args = ["predict", "nab", "--data", str(NAB_DIR), "--json", "--no-model",
+            "--only", "art_daily_jumpsup", "--only", "art_daily_no_noise"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    prof = out["detectors"]["shadownet"]["profiles"]
+    assert set(prof) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+    assert all(-100 <= p["score"] <= 100 for p in prof.values())
+    assert out["timing"]["points_per_second"] > 0
+    assert "no labels" in out["detectors"]["shadownet"]["trained"]
+
+
+def test_nab_bad_directory(tmp_path, capsys):
+    assert main(["predict", "nab", "--data", str(tmp_path / "none")]) == 2
+    assert "NAB directory not found" in capsys.readouterr().err
