@@ -97,6 +97,10 @@ class ControllerProcess:
         with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
             return json.loads(resp.read())
 
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
+            return resp.read().decode()
+
     def get_status(self, path: str) -> tuple[int, Any]:
         try:
             with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
