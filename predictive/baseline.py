@@ -39,6 +39,8 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
+from predictive.context import AnomalyLikelihood, ContextNovelty
+
 DAY_SECONDS = 86400.0
 
 
@@ -55,6 +57,10 @@ class BaselineConfig:
     rate_smoothing: float = 0.3  # EW weight of the newest rate sample
     shift_limit: float = 8.0  # |shift| (robust z) counted as a level shift
     shift_hold: int = 60  # consecutive rows beyond the limit before re-seeding
+    context_bins: int = 16  # bins over the warm-up range for contextual novelty
+    context_depth: int = 3  # longest bin sequence remembered as a context
+    likelihood_short: int = 10  # rows averaged before the likelihood test
+    likelihood_long: int = 3000  # rows of history the likelihood compares against
 
     def __post_init__(self) -> None:
         if self.window < 10 or self.short < 1 or self.min_history < 2:
@@ -75,6 +81,8 @@ class DriftScores(NamedTuple):
     seasonal: float
     volatility: float
     ready: bool
+    novelty_all: float = 0.0  # beyond everything ever seen, in units of that range
+    context: float = 0.0  # anomaly likelihood of new contexts (predictive.context), [0, 1]
 
 
 _NOT_READY = DriftScores(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False)
@@ -125,6 +133,7 @@ class MetricBaseline:
     __slots__ = (
         "cfg", "n", "_sorted", "_fifo", "_short", "_ssum", "_ssq", "_prev_shift", "_prev_t",
         "_dt", "_rate", "_beyond", "_warm", "_period", "_lag", "_sdiff", "_sdsum", "_sext",
+        "_amin", "_amax", "_ctx", "_lik",
     )
 
     def __init__(self, config: BaselineConfig | None = None) -> None:
@@ -146,6 +155,10 @@ class MetricBaseline:
         self._sdiff: deque[float] = deque()
         self._sdsum = 0.0
         self._sext = _RollingExtremes(self.cfg.window)
+        self._amin = math.inf  # all-time extremes
+        self._amax = -math.inf
+        self._ctx = ContextNovelty(self.cfg.context_bins, self.cfg.context_depth)
+        self._lik = AnomalyLikelihood(self.cfg.likelihood_short, self.cfg.likelihood_long)
 
     @property
     def period(self) -> int:
@@ -183,7 +196,9 @@ class MetricBaseline:
             self._ssq -= old * old
         k = len(sh)
         smean = self._ssum / k
+        warming = self._warm is not None
         seasonal = self._seasonal(t, x)
+        context = self._lik.update(0.0 if warming else self._ctx.update(x))
         if m >= cfg.min_history:
             med = srt[m >> 1]
             lo = srt[0]
@@ -210,11 +225,25 @@ class MetricBaseline:
                 a = cfg.rate_smoothing
                 self._rate = (1.0 - a) * self._rate + a * raw_rate
             self._prev_shift = shift
-            scores = DriftScores(dev, shift, self._rate, novelty, seasonal, vol, True)
+            ahi, alo = self._amax, self._amin
+            aspan = max(ahi - alo, 1e-3 * abs(ahi) + 1e-9)
+            if x > ahi:
+                novelty_all = (x - ahi) / aspan
+            elif x < alo:
+                novelty_all = (alo - x) / aspan
+            else:
+                novelty_all = 0.0
+            scores = DriftScores(
+                dev, shift, self._rate, novelty, seasonal, vol, True, novelty_all, context
+            )
             self._track_level_shift(shift)
         else:
             scores = _NOT_READY
         # Learn the value (re-read the window: a level shift may have re-seeded it).
+        if x > self._amax:
+            self._amax = x
+        if x < self._amin:
+            self._amin = x
         srt = self._sorted
         insort(srt, x)
         self._fifo.append(x)
@@ -245,6 +274,12 @@ class MetricBaseline:
             self._warm.append((t, x))
             if len(self._warm) >= cfg.warmup:
                 self._period = detect_daily_period(self._warm, cfg.season_acf)
+                # The contextual quantisation is fixed on the warm-up range; its
+                # contexts are learnt (not scored) from the warm-up rows.
+                warm_values = [v for _, v in self._warm]
+                self._ctx.fit_range(warm_values)
+                for v in warm_values:
+                    self._ctx.update(v)
                 for _, v in self._warm[-self._period :] if self._period else ():
                     self._lag.append(v)
                 self._warm = None
@@ -295,6 +330,10 @@ class MetricBaseline:
             "lag": list(self._lag),
             "sdiff": list(self._sdiff),
             "sext": self._sext.state(),
+            "amin": self._amin if math.isfinite(self._amin) else None,
+            "amax": self._amax if math.isfinite(self._amax) else None,
+            "ctx": self._ctx.state(),
+            "lik": self._lik.state(),
         }
 
     @classmethod
@@ -319,6 +358,10 @@ class MetricBaseline:
         b._sdiff = deque(float(v) for v in state["sdiff"])
         b._sdsum = float(state["sdsum"])
         b._sext = _RollingExtremes.from_state(b.cfg.window, state["sext"])
+        b._amin = math.inf if state["amin"] is None else float(state["amin"])
+        b._amax = -math.inf if state["amax"] is None else float(state["amax"])
+        b._ctx.load(state["ctx"])
+        b._lik.load(state["lik"])
         return b
 
 

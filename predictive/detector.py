@@ -35,7 +35,7 @@ from predictive.baseline import BaselineConfig, DriftScores, MetricBaseline
 from predictive.correlation import CorrelationConfig, CorrelationEngine
 from predictive.model import FEATURES, FailureModel, squash
 
-COMPONENTS = ("drift", "rate", "correlation", "model")
+COMPONENTS = ("drift", "context", "rate", "correlation", "model")
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,14 @@ class DetectorConfig:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
     novelty_scale: float = 0.02  # novelty (range units) at which drift = 1 - 1/e
+    window_novelty_weight: float = 0.3  # rolling-window novelty added to all-time novelty
+    seasonal_weight: float = 0.0  # weight of the seasonal novelty in the drift evidence
+    context_weight: float = 0.8  # the context likelihood's weight against the noisy-OR
     rate_scale: float = 2.0  # rate (z per interval) at which rate = 1 - 1/e
     rate_gate: float = 3.0  # |shift| below which the rate does not count
     rate_weight: float = 0.25  # weight of the rate component in the noisy-OR
     correlation_weight: float = 0.5  # weight of the correlation component
-    alert_horizon: int = 50  # observations an alarm suppresses weaker ones for
+    alert_horizon: int = 100  # observations an alarm suppresses weaker ones for
     alert_factor: float = 5.0  # evidence ratio needed to re-alarm inside the horizon
     recent: int = 12  # observations the drift evidence is held for (and novelty_recent)
 
@@ -180,19 +183,29 @@ class EntityDetector:
         rate_ev = 0.0
         worst: DriftScores | None = None
         worst_ev = -1.0
+        p_ctx = 0.0
         deviations: dict[str, float] = {}
         for name, s in scores.items():
             if not s.ready:
                 continue
             deviations[name] = s.deviation
-            ev = s.novelty if s.novelty > s.seasonal else s.seasonal
+            ev = s.novelty_all + cfg.window_novelty_weight * s.novelty
+            sev = cfg.seasonal_weight * s.seasonal
+            if sev > ev:
+                ev = sev
+            if s.context > p_ctx:
+                p_ctx = s.context
             aligned = s.rate if s.shift >= 0.0 else -s.rate
             r = aligned if (aligned > 0.0 and abs(s.shift) >= cfg.rate_gate) else 0.0
             if ev > drift_ev:
                 drift_ev = ev
             if r > rate_ev:
                 rate_ev = r
-            c = squash(ev, cfg.novelty_scale) + cfg.rate_weight * squash(r, cfg.rate_scale)
+            c = (
+                squash(ev, cfg.novelty_scale)
+                + cfg.rate_weight * squash(r, cfg.rate_scale)
+                + cfg.context_weight * s.context
+            )
             if c > 0.0:
                 contrib.append((name, c))
             if ev + abs(s.shift) * 1e-3 > worst_ev:
@@ -227,6 +240,9 @@ class EntityDetector:
             prob = 1.0 - (1.0 - p_drift) * (1.0 - cfg.rate_weight * p_rate) * (
                 1.0 - cfg.correlation_weight * p_corr
             )
+            pc = cfg.context_weight * p_ctx
+            if pc > prob:
+                prob = pc
         alert = self._gate(prob)
         contrib.sort(key=lambda kv: -kv[1])
         if contrib:
@@ -242,6 +258,7 @@ class EntityDetector:
             alert=alert,
             components={
                 "drift": p_drift,
+                "context": p_ctx,
                 "rate": p_rate,
                 "correlation": p_corr,
                 "model": p_model,
