@@ -26,8 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict_cli.register(sub)
     from lab import cli as lab_cli
+    from mirror import cli as mirror_cli
 
     lab_cli.register(sub)
+    mirror_cli.register(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Mirror namespaces: a live, read-only replica of each container's network state."""
