@@ -57,7 +57,7 @@ class BaselineConfig:
     rate_smoothing: float = 0.3  # EW weight of the newest rate sample
     shift_limit: float = 8.0  # |shift| (robust z) counted as a level shift
     shift_hold: int = 60  # consecutive rows beyond the limit before re-seeding
-    context_bins: int = 16  # bins over the warm-up range for contextual novelty
+    context_bins: int = 8  # bins over the warm-up range for contextual novelty
     context_depth: int = 3  # longest bin sequence remembered as a context
     likelihood_short: int = 10  # rows averaged before the likelihood test
     likelihood_long: int = 3000  # rows of history the likelihood compares against

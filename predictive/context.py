@@ -30,6 +30,7 @@ Both are O(1) per update and round-trip through JSON-able state.
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from typing import Any
 
@@ -100,7 +101,8 @@ class ContextNovelty:
 class AnomalyLikelihood:
     """Log-scaled tail probability of the short-run mean of a raw score (see module doc)."""
 
-    __slots__ = ("short", "long", "min_history", "buf", "bsum", "hist", "hsum", "hsq")
+    __slots__ = ("short", "long", "min_history", "buf", "bsum", "ring", "pos", "count", "hsum",
+                 "hsq")
 
     MIN_MEAN = 0.03
     MIN_VAR = 0.0003
@@ -113,7 +115,9 @@ class AnomalyLikelihood:
         self.min_history = min_history
         self.buf: deque[float] = deque()
         self.bsum = 0.0
-        self.hist: deque[float] = deque()
+        self.ring = array("d", bytes(8 * long))  # the last ``long`` short-run means, 8 B each
+        self.pos = 0
+        self.count = 0
         self.hsum = 0.0
         self.hsq = 0.0
 
@@ -124,8 +128,7 @@ class AnomalyLikelihood:
         if len(buf) > self.short:
             self.bsum -= buf.popleft()
         m = self.bsum / len(buf)
-        hist = self.hist
-        k = len(hist)
+        k = self.count
         score = 0.0
         if k >= self.min_history:
             mu = self.hsum / k
@@ -137,22 +140,37 @@ class AnomalyLikelihood:
             z = (m - mu) / math.sqrt(var)
             tail = 0.5 * math.erfc(z * 0.7071067811865476)
             score = math.log(tail + 1e-10) / _LOG_FLOOR
-        hist.append(m)
-        self.hsum += m
-        self.hsq += m * m
-        if k + 1 > self.long:
-            old = hist.popleft()
+        pos = self.pos
+        if k == self.long:
+            old = self.ring[pos]
             self.hsum -= old
             self.hsq -= old * old
+        else:
+            self.count = k + 1
+        self.ring[pos] = m
+        self.pos = pos + 1 if pos + 1 < self.long else 0
+        self.hsum += m
+        self.hsq += m * m
         return score
 
     def state(self) -> dict[str, Any]:
-        return {"buf": list(self.buf), "bsum": self.bsum, "hist": list(self.hist),
-                "hsum": self.hsum, "hsq": self.hsq}
+        return {
+            "buf": list(self.buf),
+            "bsum": self.bsum,
+            "ring": self.ring.tolist(),
+            "pos": self.pos,
+            "count": self.count,
+            "hsum": self.hsum,
+            "hsq": self.hsq,
+        }
 
     def load(self, st: dict[str, Any]) -> None:
         self.buf = deque(float(v) for v in st["buf"])
         self.bsum = float(st["bsum"])
-        self.hist = deque(float(v) for v in st["hist"])
+        self.ring = array("d", (float(v) for v in st["ring"]))
+        if len(self.ring) != self.long:
+            raise ValueError("likelihood state does not match its configured history length")
+        self.pos = int(st["pos"])
+        self.count = int(st["count"])
         self.hsum = float(st["hsum"])
         self.hsq = float(st["hsq"])

@@ -53,7 +53,7 @@ class DetectorConfig:
     rate_weight: float = 0.25  # weight of the rate component in the noisy-OR
     correlation_weight: float = 0.5  # weight of the correlation component
     alert_horizon: int = 100  # observations an alarm suppresses weaker ones for
-    alert_factor: float = 5.0  # evidence ratio needed to re-alarm inside the horizon
+    alert_factor: float = 2.0  # evidence ratio needed to re-alarm inside the horizon
     recent: int = 12  # observations the drift evidence is held for (and novelty_recent)
 
     def __post_init__(self) -> None:
@@ -232,6 +232,8 @@ class EntityDetector:
         f[6] = corr.break_score if corr else 0.0
         f[7] = corr.joint_rise if corr else 0.0
         f[8] = held
+        f[9] = worst.novelty_all if worst is not None else 0.0
+        f[10] = p_ctx
         ready = worst is not None
         p_model = self.model.probability(f) if (self.model is not None and ready) else 0.0
         if self.model is not None:

@@ -27,7 +27,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 MODEL_FORMAT = "shadownet-predictive-model"
-MODEL_VERSION = 1
+MODEL_VERSION = 2
 
 #: Per-row features, in the order the model sees them.  Produced by
 #: :meth:`predictive.detector.EntityDetector.features`.
@@ -40,7 +40,9 @@ FEATURES: tuple[str, ...] = (
     "volatility",  # log short spread / baseline spread
     "correlation_break",  # worst usual-correlation break in [0, 1]
     "joint_rise",  # two or more metrics rising together, in [0, 1]
-    "novelty_recent",  # largest novelty over the last few rows (persistence)
+    "novelty_recent",  # largest drift evidence over the last few rows (persistence)
+    "novelty_all",  # beyond everything seen so far, in units of that range
+    "context",  # anomaly likelihood of never-seen value contexts
 )
 
 
