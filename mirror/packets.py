@@ -75,7 +75,10 @@ def mac_str(raw: bytes) -> str:
 
 def mac_bytes(text: str) -> bytes:
     """Parse ``aa:bb:cc:dd:ee:ff`` (or ``-``/no separators); ValueError on anything else."""
-    raw = bytes.fromhex(text.replace(":", "").replace("-", ""))
+    try:
+        raw = bytes.fromhex(text.replace(":", "").replace("-", ""))
+    except ValueError:
+        raw = b""
     if len(raw) != 6:
         raise ValueError(f"not a MAC address: {text!r}")
     return raw

@@ -1,0 +1,298 @@
+"""Alert rules over a mirror's replicated state and the engine's counters.
+
+Rules live in YAML so operators tune thresholds without code::
+
+    rules:
+      - name: rst-storm
+        type: rst_storm          # see RULE_TYPES for each type's fields
+        threshold: 50            # RSTs in the window (alert when above)
+        window: 10               # seconds of packet time
+        severity: critical       # info | warning | critical (default warning)
+        labels: {team: payments}
+        webhook: https://hooks.example/alert
+        mark_unhealthy: true
+
+A rule file is validated completely before use: a bad one is refused with one
+line naming the file, the rule and the field, so a typo never silently disables
+an alert.  Remediation (``webhook``, ``mark_unhealthy``) is returned as data on
+each :class:`Alert`; the agent performs it, keeping this module pure.
+
+An alert fires once per *instance* (a rule plus, for per-object rules, the
+object — a DNS name and address, an IP whose MAC changed) and is reported again
+only as ``resolved`` once its condition stops holding.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+SEVERITIES = ("info", "warning", "critical")
+COMMON_FIELDS = {"name", "type", "severity", "labels", "webhook", "mark_unhealthy",
+                 "description"}
+
+# type -> {field: (kind, default)}; default None means required.
+RULE_TYPES: dict[str, dict[str, tuple[str, Any]]] = {
+    "tcp_retransmission_rate": {"threshold": ("fraction", None), "window": ("seconds", 60),
+                                "min_packets": ("count", 100)},
+    "syn_unanswered": {"threshold": ("count", None), "window": ("seconds", 60),
+                       "grace": ("seconds", 3)},
+    "rst_storm": {"threshold": ("count", None), "window": ("seconds", 10)},
+    "nxdomain_rate": {"threshold": ("fraction", None), "window": ("seconds", 60),
+                      "min_responses": ("count", 20)},
+    "dns_answer_outside": {"allowed": ("cidrs", None)},
+    "mac_change": {"window": ("seconds", 300)},
+}
+
+
+class RuleError(ValueError):
+    """A rule file that cannot be used; the message is one line naming rule and field."""
+
+
+@dataclass
+class Alert:
+    """One alert transition: ``status`` is ``firing`` when raised, ``resolved`` when cleared."""
+
+    rule: str
+    severity: str
+    message: str
+    labels: dict[str, str]
+    ts: float
+    status: str = "firing"
+    value: float | None = None
+    webhook: str | None = None
+    mark_unhealthy: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "severity": self.severity, "status": self.status,
+                "message": self.message, "labels": dict(self.labels), "ts": self.ts,
+                "value": self.value, "webhook": self.webhook,
+                "mark_unhealthy": self.mark_unhealthy}
+
+
+@dataclass
+class Rule:
+    name: str
+    type: str
+    severity: str = "warning"
+    params: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    webhook: str | None = None
+    mark_unhealthy: bool = False
+    description: str = ""
+
+
+# An instance condition: key -> (value, message, extra labels).
+Conditions = dict[tuple, tuple[float, str, dict[str, str]]]
+
+
+def _rate_rule(num: str, den: str, min_field: str, what: str) -> Callable[..., Conditions]:
+    def check(rule: Rule, state: Any, stats: Any, now: float) -> Conditions:
+        p = rule.params
+        d = stats.delta(den, p["window"], now)
+        n = stats.delta(num, p["window"], now)
+        if d < p[min_field] or d == 0:
+            return {}
+        rate = n / d
+        if rate <= p["threshold"]:
+            return {}
+        return {(): (rate, f"{what} {rate:.1%} over {p['window']:g}s ({n}/{d}) above "
+                           f"{p['threshold']:.1%}", {})}
+    return check
+
+
+def _syn_unanswered(rule: Rule, state: Any, stats: Any, now: float) -> Conditions:
+    p = rule.params
+    lo, hi = now - p["window"], now - p["grace"]
+    n = sum(1 for f in state.connections.flows.values()
+            if f.proto == 6 and f.orig.syn and not f.resp.packets and lo <= f.first_seen <= hi)
+    if n <= p["threshold"]:
+        return {}
+    return {(): (n, f"{n} SYNs without an answer in {p['window']:g}s (above "
+                    f"{p['threshold']:g})", {})}
+
+
+def _rst_storm(rule: Rule, state: Any, stats: Any, now: float) -> Conditions:
+    p = rule.params
+    n = stats.delta("tcp_rsts", p["window"], now)
+    if n <= p["threshold"]:
+        return {}
+    return {(): (n, f"{n} TCP RSTs in {p['window']:g}s (above {p['threshold']:g})", {})}
+
+
+def _dns_outside(rule: Rule, state: Any, stats: Any, now: float) -> Conditions:
+    nets = rule.params["allowed"]
+    out: Conditions = {}
+    for e in state.dns.values():
+        for a in e["answers"]:
+            if a["type"] not in ("A", "AAAA"):
+                continue
+            addr = ipaddress.ip_address(a["data"])
+            if not any(addr.version == n.version and addr in n for n in nets):
+                out[(e["name"], a["data"])] = (
+                    1, f"DNS answer {e['name']} -> {a['data']} is outside the allowed networks",
+                    {"name": e["name"], "address": a["data"]})
+    return out
+
+
+def _mac_change(rule: Rule, state: Any, stats: Any, now: float) -> Conditions:
+    lo = now - rule.params["window"]
+    out: Conditions = {}
+    for c in state.mac_changes:
+        if c["ts"] >= lo:
+            out[(c["ip"], c["old_mac"], c["new_mac"])] = (
+                1, f"{c['ip']} moved from {c['old_mac']} to {c['new_mac']} (possible ARP "
+                   "spoofing)", {"ip": c["ip"], "old_mac": c["old_mac"],
+                                 "new_mac": c["new_mac"]})
+    return out
+
+
+CHECKS: dict[str, Callable[..., Conditions]] = {
+    "tcp_retransmission_rate": _rate_rule("tcp_retransmissions", "tcp_data_packets",
+                                          "min_packets", "TCP retransmission rate"),
+    "syn_unanswered": _syn_unanswered,
+    "rst_storm": _rst_storm,
+    "nxdomain_rate": _rate_rule("dns_nxdomain", "dns_responses", "min_responses",
+                                "NXDOMAIN rate"),
+    "dns_answer_outside": _dns_outside,
+    "mac_change": _mac_change,
+}
+
+
+class RuleSet:
+    """Validated rules plus the alerts currently firing (for de-duplication)."""
+
+    def __init__(self, rules: list[Rule]) -> None:
+        self.rules = rules
+        self.active: dict[tuple, Alert] = {}
+
+    def evaluate(self, state: Any, stats: Any, now: float) -> list[Alert]:
+        """Alerts that started firing or resolved since the last call (each only once).
+
+        ``state`` is a :class:`mirror.state.NamespaceState`, ``stats`` an
+        :class:`mirror.engine.EngineStats`; ``now`` is packet time.
+        """
+        changes: list[Alert] = []
+        for rule in self.rules:
+            conds = CHECKS[rule.type](rule, state, stats, now)
+            for key, (value, message, extra) in conds.items():
+                akey = (rule.name, key)
+                if akey not in self.active:
+                    alert = Alert(rule.name, rule.severity, message,
+                                  {**rule.labels, **extra, "rule_type": rule.type}, now,
+                                  "firing", float(value), rule.webhook, rule.mark_unhealthy)
+                    self.active[akey] = alert
+                    changes.append(alert)
+            for akey in [k for k in self.active if k[0] == rule.name and k[1] not in conds]:
+                fired = self.active.pop(akey)
+                changes.append(Alert(rule.name, rule.severity, f"resolved: {fired.message}",
+                                     fired.labels, now, "resolved", fired.value, rule.webhook,
+                                     False))
+        return changes
+
+
+# -- loading and validation -------------------------------------------------------------------
+
+
+def _check_field(where: str, fname: str, kind: str, value: Any) -> Any:
+    def bad(expect: str) -> RuleError:
+        return RuleError(f"{where}: field '{fname}' must be {expect}, got {value!r}")
+
+    if kind in ("fraction", "count", "seconds"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        if value < 0:
+            raise bad("a non-negative number")
+        if kind == "fraction" and value > 1:
+            raise bad("a fraction between 0 and 1")
+        if kind == "seconds" and value == 0 and fname == "window":
+            raise bad("a positive number of seconds")
+        return value
+    if kind == "cidrs":
+        if not isinstance(value, list) or not value:
+            raise bad("a non-empty list of CIDR prefixes")
+        nets = []
+        for item in value:
+            try:
+                nets.append(ipaddress.ip_network(str(item), strict=False))
+            except ValueError:
+                raise RuleError(f"{where}: field '{fname}' has an invalid CIDR prefix "
+                                f"{item!r}") from None
+        return nets
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def parse_rules(data: Any, source: str = "rules") -> RuleSet:
+    """Validate already-loaded YAML (a list of rules or ``{rules: [...]}``)."""
+    if isinstance(data, dict) and set(data) == {"rules"}:
+        data = data["rules"]
+    if not isinstance(data, list):
+        raise RuleError(f"{source}: expected a list of rules (or a 'rules:' key holding one)")
+    rules: list[Rule] = []
+    names: set[str] = set()
+    for i, raw in enumerate(data, 1):
+        if not isinstance(raw, dict):
+            raise RuleError(f"{source}: rule #{i}: must be a mapping, got {raw!r}")
+        name = raw.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise RuleError(f"{source}: rule #{i}: field 'name' must be a non-empty string, "
+                            f"got {name!r}")
+        where = f"{source}: rule '{name}'"
+        if name in names:
+            raise RuleError(f"{where}: field 'name' is a duplicate")
+        names.add(name)
+        rtype = raw.get("type")
+        if rtype not in RULE_TYPES:
+            raise RuleError(f"{where}: field 'type' must be one of "
+                            f"{', '.join(RULE_TYPES)}, got {rtype!r}")
+        spec = RULE_TYPES[rtype]
+        unknown = sorted(set(raw) - COMMON_FIELDS - set(spec))
+        if unknown:
+            raise RuleError(f"{where}: field '{unknown[0]}' is not known for type '{rtype}'")
+        params = {}
+        for fname, (kind, default) in spec.items():
+            if fname not in raw:
+                if default is None:
+                    raise RuleError(f"{where}: field '{fname}' is required for type '{rtype}'")
+                params[fname] = _check_field(where, fname, kind, default)
+            else:
+                params[fname] = _check_field(where, fname, kind, raw[fname])
+        severity = raw.get("severity", "warning")
+        if severity not in SEVERITIES:
+            raise RuleError(f"{where}: field 'severity' must be one of "
+                            f"{', '.join(SEVERITIES)}, got {severity!r}")
+        labels = raw.get("labels", {})
+        if not isinstance(labels, dict) or not all(isinstance(k, str) for k in labels):
+            raise RuleError(f"{where}: field 'labels' must be a mapping of strings, "
+                            f"got {labels!r}")
+        webhook = raw.get("webhook")
+        if webhook is not None and (not isinstance(webhook, str)
+                                    or not webhook.startswith(("http://", "https://"))):
+            raise RuleError(f"{where}: field 'webhook' must be an http(s) URL, got {webhook!r}")
+        unhealthy = raw.get("mark_unhealthy", False)
+        if not isinstance(unhealthy, bool):
+            raise RuleError(f"{where}: field 'mark_unhealthy' must be true or false, "
+                            f"got {unhealthy!r}")
+        rules.append(Rule(name, rtype, severity, params, {k: str(v) for k, v in labels.items()},
+                          webhook, unhealthy, str(raw.get("description", ""))))
+    return RuleSet(rules)
+
+
+def load_rules(path: str | os.PathLike[str]) -> RuleSet:
+    """Read and validate a YAML rule file; RuleError (a ValueError) / FileNotFoundError."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise RuleError(f"{path.name}: not valid YAML{where}") from None
+    return parse_rules(data, path.name)
