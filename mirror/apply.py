@@ -1,0 +1,252 @@
+"""Write replicated state INTO a mirror network namespace.
+
+The mirror namespace is meant to *look like* the container's: ``ip neigh``,
+``ip route`` and ``conntrack -L`` run inside it should show what the container
+has.  :class:`NamespaceApplier` turns :class:`~mirror.state.StateChange` events
+(live) or a whole snapshot (start-up, resync) into kernel state:
+
+* ARP entries -> neighbour entries on ``ifname`` (NUD_PERMANENT by default, so
+  the mirror kernel never ages or re-probes them — it must not send ARP);
+* routes -> ``replace`` of the subnet route (scope link) and the default route
+  (``onlink``, so it applies even before the subnet route is known);
+* connections -> conntrack entries via ``ip netns exec NS conntrack -I/-U/-D``.
+  pyroute2's NFCTSocket cannot be bound to another namespace from this process,
+  and conntrack works per namespace, so the CLI is the reliable path;
+* DNS -> nothing: a resolver cache is not kernel state (counted as skipped).
+
+Every operation is idempotent (``replace``; insert-or-update; deleting what is
+already gone is success).  Failures are logged and counted in :attr:`stats`,
+never raised: the engine calls this from its change callback.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from collections.abc import Callable
+from typing import Any
+
+from mirror.state import StateChange
+from mirror.tcp_state import ICMP_TIMEOUT, TIMEOUTS
+
+log = logging.getLogger(__name__)
+
+NUD = {"permanent": 0x80, "reachable": 0x02, "stale": 0x04, "noarp": 0x40}
+RT_SCOPE_LINK = 253
+RTNH_F_ONLINK = 4
+ENOENT, ESRCH = 2, 3
+
+Runner = Callable[[list[str]], subprocess.CompletedProcess]
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
+
+
+class NamespaceApplier:
+    """Applies state changes to network namespace ``netns`` through interface ``ifname``."""
+
+    def __init__(self, netns: str, ifname: str, nud: str = "permanent",
+                 runner: Runner = _run) -> None:
+        if nud not in NUD:
+            raise ValueError(f"nud must be one of {', '.join(NUD)}, got {nud!r}")
+        self.netns = netns
+        self.ifname = ifname
+        self.nud = NUD[nud]
+        self._runner = runner
+        self._ns: Any = None
+        self._ifindex: int | None = None
+        self.applied: dict[tuple[str, str], dict[str, Any]] = {}
+        self.stats = {"applied": 0, "removed": 0, "failed": 0, "skipped": 0}
+
+    # -- netlink ------------------------------------------------------------------------------
+
+    def _netns(self) -> Any:
+        if self._ns is None:
+            from pyroute2 import NetNS
+
+            self._ns = NetNS(self.netns)
+            idx = self._ns.link_lookup(ifname=self.ifname)
+            if not idx:
+                self._ns.close()
+                self._ns = None
+                raise RuntimeError(f"no interface {self.ifname!r} in namespace {self.netns!r}")
+            self._ifindex = idx[0]
+        return self._ns
+
+    def close(self) -> None:
+        if self._ns is not None:
+            self._ns.close()
+            self._ns = None
+
+    def __enter__(self) -> NamespaceApplier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def apply(self, change: StateChange) -> bool:
+        """Apply one change; True on success (or nothing to do), False when it failed."""
+        kind, key, value = change.kind, change.key, change.value or {}
+        remove = change.action == "remove"
+        try:
+            if kind == "arp":
+                done = self._neigh(key, value, remove)
+            elif kind == "route":
+                done = self._route(key, value, remove)
+            elif kind == "connection":
+                done = self._conntrack(value, remove)
+            else:
+                done = None
+        except Exception as exc:  # never into the engine
+            self.stats["failed"] += 1
+            log.warning("mirror apply %s %s %s in %s failed: %s", change.action, kind, key,
+                        self.netns, exc)
+            return False
+        if done is None:
+            self.stats["skipped"] += 1
+            return True
+        if remove:
+            self.applied.pop((kind, key), None)
+            self.stats["removed"] += 1
+        else:
+            self.applied[(kind, key)] = value
+            self.stats["applied"] += 1
+        return True
+
+    def sync(self, snapshot: dict[str, Any]) -> None:
+        """Make the namespace hold exactly the snapshot's entries (of those we manage):
+        the container's addresses first (the kernel refuses a gateway route on an interface
+        without IPv4 configuration), then every entry, then remove what we applied earlier
+        that is no longer there."""
+        ts = float(snapshot.get("time", 0.0))
+        prefix = next((int(r["dst"].split("/")[1]) for r in snapshot.get("routes", [])
+                       if r.get("scope") == "link" and "/" in r["dst"]
+                       and ":" not in r["dst"]), 32)
+        self.ensure_addresses(snapshot.get("container", {}).get("ips", []), prefix)
+        wanted: set[tuple[str, str]] = set()
+        for a in snapshot.get("arp", []):
+            wanted.add(("arp", a["ip"]))
+            self.apply(StateChange(ts, "arp", "add", a["ip"], a))
+        for r in snapshot.get("routes", []):
+            wanted.add(("route", r["dst"]))
+            self.apply(StateChange(ts, "route", "add", r["dst"], r))
+        for c in snapshot.get("connections", []):
+            key = _conn_key(c)
+            wanted.add(("connection", key))
+            self.apply(StateChange(ts, "connection", "add", key, c))
+        for kind, key in [k for k in self.applied if k not in wanted]:
+            self.apply(StateChange(ts, kind, "remove", key, self.applied[(kind, key)]))
+
+    def ensure_addresses(self, ips: list[str], prefixlen: int = 32) -> None:
+        """Give ``ifname`` the container's IPv4 addresses (``replace``: idempotent)."""
+        for ip in ips:
+            if ":" in ip:
+                continue
+            try:
+                self._netns().addr("replace", index=self._ifindex, address=ip,
+                                   prefixlen=prefixlen)
+                self.stats["applied"] += 1
+            except Exception as exc:
+                self.stats["failed"] += 1
+                log.warning("mirror apply address %s/%d in %s failed: %s", ip, prefixlen,
+                            self.netns, exc)
+
+    # -- neighbours and routes ----------------------------------------------------------------
+
+    def _neigh(self, ip: str, value: dict[str, Any], remove: bool) -> bool:
+        ns = self._netns()
+        if remove:
+            try:
+                ns.neigh("del", dst=ip, ifindex=self._ifindex)
+            except Exception as exc:
+                if getattr(exc, "code", None) != ENOENT:
+                    raise
+            return True
+        ns.neigh("replace", dst=ip, lladdr=value["mac"], ifindex=self._ifindex, state=self.nud)
+        return True
+
+    def _route(self, dst: str, value: dict[str, Any], remove: bool) -> bool | None:
+        ns = self._netns()
+        net = "0.0.0.0/0" if dst == "default" else dst
+        gateway = value.get("gateway")
+        if dst == "default" and not gateway:
+            return None  # only the gateway's MAC is known yet: nothing routable to write
+        spec: dict[str, Any] = {"dst": net, "oif": self._ifindex}
+        if gateway:
+            spec.update(gateway=gateway, flags=RTNH_F_ONLINK)
+        else:
+            spec["scope"] = RT_SCOPE_LINK
+        if remove:
+            try:
+                ns.route("del", dst=net, oif=self._ifindex)
+            except Exception as exc:
+                if getattr(exc, "code", None) not in (ENOENT, ESRCH):
+                    raise
+            return True
+        ns.route("replace", **spec)
+        return True
+
+    # -- conntrack ----------------------------------------------------------------------------
+
+    def _conntrack(self, c: dict[str, Any], remove: bool) -> bool | None:
+        proto = c.get("proto")
+        if proto not in ("tcp", "udp", "icmp"):
+            return None
+        src, dst = c["orig_ip"], c["resp_ip"]
+        if proto == "icmp":
+            if c.get("icmp_type") not in (0, 8):
+                return None  # only echo has a conntrack identity we can recreate
+            if c["icmp_type"] == 0:  # first seen was the reply: the requester is resp
+                src, dst = dst, src
+        tup = ["-p", proto, "-s", src, "-d", dst]
+        if proto == "icmp":
+            tup += ["--icmp-type", "8", "--icmp-code", "0", "--icmp-id", str(c["orig_port"])]
+        else:
+            tup += ["--sport", str(c["orig_port"]), "--dport", str(c["resp_port"])]
+        base = ["ip", "netns", "exec", self.netns, "conntrack"]
+        if remove:
+            res = self._runner(base + ["-D"] + tup)
+            if res.returncode != 0 and "0 flow entries" not in (res.stderr or ""):
+                raise RuntimeError(_last_line(res))
+            return True
+        state = c.get("state", "")
+        if proto == "tcp":
+            timeout = TIMEOUTS.get(state, 120.0)
+        elif proto == "udp":
+            timeout = TIMEOUTS.get(state, 30.0)
+        else:
+            timeout = ICMP_TIMEOUT
+        if "expires_in" in c:
+            timeout = c["expires_in"]
+        extra = ["--timeout", str(max(1, int(timeout)))]
+        if proto == "tcp":
+            extra += ["--state", state or "ESTABLISHED"]
+        replied = c.get("resp", {}).get("packets", 0) > 0
+        if replied:
+            assured = proto != "tcp" or state not in ("SYN_SENT", "SYN_RECV")
+            extra += ["-u", "SEEN_REPLY,ASSURED" if assured else "SEEN_REPLY"]
+        res = self._runner(base + ["-I"] + tup + extra)
+        if res.returncode == 0:
+            return True
+        if "exists" not in (res.stderr or ""):
+            raise RuntimeError(_last_line(res))
+        upd = [a for a in extra if a != "-u" and "SEEN_REPLY" not in a]
+        res = self._runner(base + ["-U"] + tup + upd)
+        if res.returncode != 0:
+            raise RuntimeError(_last_line(res))
+        return True
+
+
+def _conn_key(c: dict[str, Any]) -> str:
+    def ep(ip: str, port: int) -> str:
+        return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+    return f"{c['proto']} {ep(c['orig_ip'], c['orig_port'])} > {ep(c['resp_ip'], c['resp_port'])}"
+
+
+def _last_line(res: subprocess.CompletedProcess) -> str:
+    text = (res.stderr or res.stdout or "").strip().splitlines()
+    return text[-1] if text else f"exit status {res.returncode}"
