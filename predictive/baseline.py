@@ -48,7 +48,7 @@ DAY_SECONDS = 86400.0
 class BaselineConfig:
     """Parameters shared by every metric; one set serves the whole NAB corpus."""
 
-    window: int = 1500  # rows in the rolling baseline (about 5 days at 5 minutes)
+    window: int = 3000  # rows in the rolling baseline (about 10 days at 5 minutes)
     short: int = 6  # rows in the short window (shift, volatility)
     min_history: int = 20  # rows before any score is produced
     warmup: int = 750  # rows used to detect seasonality (NAB: the probation period)

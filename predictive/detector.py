@@ -45,7 +45,7 @@ class DetectorConfig:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     correlation: CorrelationConfig = field(default_factory=CorrelationConfig)
     novelty_scale: float = 0.02  # novelty (range units) at which drift = 1 - 1/e
-    window_novelty_weight: float = 0.3  # rolling-window novelty added to all-time novelty
+    window_novelty_weight: float = 0.1  # rolling-window novelty added to all-time novelty
     seasonal_weight: float = 0.0  # weight of the seasonal novelty in the drift evidence
     context_weight: float = 0.8  # the context likelihood's weight against the noisy-OR
     rate_scale: float = 2.0  # rate (z per interval) at which rate = 1 - 1/e
