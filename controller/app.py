@@ -27,6 +27,7 @@ from controller import config as config_mod
 from controller import ofmsgs
 from controller.core import ControllerCore
 from controller.forwarding import ForwardingSettings, OutMsg
+from controller.mirroring import MirrorPolicy
 from controller.network_graph import Link
 from controller.reconciler import ObservedFlow
 from controller.state_store import StateStore, default_db_url
@@ -61,7 +62,9 @@ class ShadownetApp(app_manager.OSKenApp):
                 priority=fwd["priority"],
             ),
             history_seconds=cfg["reconcile"]["history_seconds"],
+            mirror_policy=MirrorPolicy.from_dict(cfg["mirroring"], "mirroring"),
         )
+        self.core.sender = self.send
         self.datapaths: dict[int, Any] = {}
         self._stats_requested: dict[int, float] = {}
         self._stats_rows: dict[int, list[ObservedFlow]] = {}

@@ -18,6 +18,12 @@ Example::
       idle_timeout: 60
       hard_timeout: 0
       priority: 100
+    mirroring:              # what is copied to mirror namespaces (default: all)
+      protocols: [arp, dns, tcp, udp, icmp]
+      ports: []
+      cidrs: []
+      sample: 1.0           # fraction of flows, hashed per flow
+      tenants: []
     reconcile:
       interval: 10
       flush_interval: 1.0
@@ -62,6 +68,13 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "hard_timeout": Key(int, 0, 0, 65535),
         "priority": Key(int, 100, 2, 65000),
     },
+    "mirroring": {
+        "protocols": Key(list, []),
+        "ports": Key(list, []),
+        "cidrs": Key(list, []),
+        "sample": Key((int, float), 1.0, 0.001, 1.0),
+        "tenants": Key(list, []),
+    },
     "reconcile": {
         "interval": Key((int, float), 10, 0.5, 3600),
         "flush_interval": Key((int, float), 1.0, 0.05, 60),
@@ -69,7 +82,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
 def _expected(key: Key) -> str:
@@ -148,4 +161,11 @@ def load(path: str | Path | None) -> dict[str, dict[str, Any]]:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
-    return validate(data, str(path))
+    config = validate(data, str(path))
+    from controller.mirroring import MirrorError, MirrorPolicy
+
+    try:
+        MirrorPolicy.from_dict(config["mirroring"], f"{path}: mirroring")
+    except MirrorError as exc:
+        raise ConfigError(str(exc)) from None
+    return config

@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from controller import mirroring
 from controller.forwarding import Forwarder, ForwardingSettings, OutMsg
 from controller.host_table import HostTable
 from controller.metrics import ControllerMetrics
+from controller.mirroring import Mirror, MirrorPolicy
 from controller.network_graph import Link, NetworkGraph
 from controller.reconciler import ObservedFlow, reconcile
 from controller.signature_table import ACTIVE, REMOVED, SignatureTable
@@ -31,6 +33,7 @@ class ControllerCore:
         store: StateStore | None,
         settings: ForwardingSettings | None = None,
         history_seconds: float = 3600.0,
+        mirror_policy: MirrorPolicy | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lock = threading.RLock()
@@ -50,6 +53,15 @@ class ControllerCore:
             for host in store.load_hosts():
                 self.hosts.restore(host)
         self.forwarder = Forwarder(self.graph, self.hosts, self.table, settings, clock)
+        self.mirror_policy = mirror_policy or MirrorPolicy()
+        self.unhealthy: dict[str, dict[str, Any]] = {}
+        # Set by the os-ken app: sends messages produced outside an OpenFlow event.
+        self.sender: Callable[[list[OutMsg]], None] | None = None
+        if store is not None:
+            for data in store.load_mirrors():
+                self.forwarder.mirrors.add(Mirror.from_dict(
+                    {k: v for k, v in data.items() if k != "policy"} | {
+                        "policy": data.get("policy")}, self.mirror_policy))
         LOG.info("state loaded: %d flow entries (%d active), %d hosts",
                  len(self.table), self.table.active_count(), len(self.hosts))
 
@@ -57,7 +69,12 @@ class ControllerCore:
     def switch_connected(self, dpid: int, ports: list[int]) -> list[OutMsg]:
         with self.lock:
             self.connected.add(dpid)
-            return self._counted(self.forwarder.switch_connected(dpid, ports))
+            msgs = self.forwarder.switch_connected(dpid, ports)
+            # Groups are not in the ST; re-create them before reconciliation re-adds flows.
+            for mirror in self.forwarder.mirrors.for_dpid(dpid):
+                msgs += [m for m in mirroring.install_mirror(self.table, mirror, self.clock())
+                         if type(m[1]).__name__ == "OFPGroupMod"]
+            return self._counted(msgs)
 
     def switch_disconnected(self, dpid: int) -> list[OutMsg]:
         with self.lock:
@@ -111,12 +128,60 @@ class ControllerCore:
                 msgs.append((dpid, ofmsgs.flow_add(entry)))
             for flow in result.stray:
                 LOG.info("reconcile: deleting stray flow %s on %s", hex(flow.cookie), dpid)
-                msgs.append((dpid, ofmsgs.flow_delete_cookie(flow.cookie, flow.table_id)))
+                msgs.append((dpid, ofmsgs.flow_delete_cookie(flow.cookie)))
             if result.missing:
                 self.metrics.repairs.labels("missing").inc(len(result.missing))
             if result.stray:
                 self.metrics.repairs.labels("stray").inc(len(result.stray))
             return self._counted(msgs)
+
+    # --- mirrors ----------------------------------------------------------------
+    def add_mirror(self, data: Any) -> tuple[dict[str, Any], list[OutMsg]]:
+        """Register a container's mirror port (raises MirrorError on bad input)."""
+        with self.lock:
+            mirror = Mirror.from_dict(data, self.mirror_policy)
+            if not mirror.policy.applies_to(mirror.tenant):
+                mirror.policy = MirrorPolicy(protocols=["arp"], sample=1.0)
+                LOG.info("mirror %s: tenant %s not selected by policy; ARP only",
+                         mirror.container, mirror.tenant)
+            old = self.forwarder.mirrors.add(mirror)
+            msgs = []
+            if old is not None and (old.dpid, old.mirror_port) != (mirror.dpid,
+                                                                    mirror.mirror_port):
+                msgs += mirroring.remove_mirror(self.table, old, self.clock())
+            msgs += mirroring.install_mirror(self.table, mirror, self.clock())
+            self.graph.port_up(mirror.dpid, mirror.mirror_port)
+            if self.store is not None:
+                self.store.save_mirror(mirror.as_dict())
+            return mirror.as_dict(), self._counted(msgs)
+
+    def send(self, msgs: list[OutMsg]) -> None:
+        if self.sender is not None and msgs:
+            self.sender(msgs)
+
+    def remove_mirror(self, container: str) -> list[OutMsg] | None:
+        with self.lock:
+            mirror = self.forwarder.mirrors.remove(container)
+            if mirror is None:
+                return None
+            if self.store is not None:
+                self.store.delete_mirror(container)
+            return self._counted(mirroring.remove_mirror(self.table, mirror, self.clock()))
+
+    def mirror_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m.as_dict() for m in self.forwarder.mirrors.all()]
+
+    def set_health(self, host: str, healthy: bool, reason: str) -> dict[str, Any]:
+        """Mark a host healthy or not (from a mirror rule's remediation hook)."""
+        with self.lock:
+            target = self.hosts.lookup(host)
+            key = target.mac if target else host
+            if healthy:
+                self.unhealthy.pop(key, None)
+            else:
+                self.unhealthy[key] = {"reason": reason, "since": self.clock()}
+            return {"host": key, "healthy": healthy, "reason": reason}
 
     # --- persistence ----------------------------------------------------------
     def flush(self) -> int:
@@ -172,7 +237,11 @@ class ControllerCore:
 
     def host_list(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [h.as_dict() for h in self.hosts.all()]
+            return [
+                h.as_dict() | {"healthy": h.mac not in self.unhealthy,
+                               "health_reason": self.unhealthy.get(h.mac, {}).get("reason")}
+                for h in self.hosts.all()
+            ]
 
     def path(self, src: str, dst: str) -> dict[str, Any]:
         """The path between two hosts (by MAC or IP). Raises LookupError naming the unknown one."""
@@ -216,6 +285,7 @@ class ControllerCore:
                 "hosts": len(self.hosts),
                 "flows_active": self.table.active_count(),
                 "flows_total": len(self.table),
+                "mirrors": len(self.forwarder.mirrors),
                 "database": {"url": _redact(self.store.url) if self.store else None,
                              "ok": db_ok},
                 "packet_in": self.forwarder.stats.packet_in,

@@ -24,11 +24,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from os_ken.lib.packet import arp, ethernet, ipv4, packet
+from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp, udp
 from os_ken.ofproto import ether
 
 from controller import ofmsgs
 from controller.host_table import Host, HostTable
+from controller.mirroring import (
+    FORWARD_TABLE,
+    FROM_CONTAINER_TABLE,
+    TO_CONTAINER_TABLE,
+    MirrorTable,
+    frame_selected,
+)
 from controller.network_graph import Link, NetworkGraph
 from controller.signature_table import FlowSignature, SignatureTable
 
@@ -83,13 +90,19 @@ class Forwarder:
         self.settings = settings or ForwardingSettings()
         self.clock = clock
         self.stats = ForwardingStats()
+        self.mirrors = MirrorTable()
         self._recent_floods: dict[tuple, float] = {}
 
     # --- switch lifecycle ---------------------------------------------------
     def switch_connected(self, dpid: int, ports: list[int]) -> list[OutMsg]:
-        """Base flows for a new switch: table-miss to controller and noise suppression."""
+        """The base pipeline: mirror tables fall through to forwarding, whose miss asks us."""
         self.graph.add_switch(dpid, ports)
-        return [(dpid, ofmsgs.table_miss()), (dpid, ofmsgs.drop_ipv6_multicast())]
+        return [
+            (dpid, ofmsgs.table_miss_goto(FROM_CONTAINER_TABLE, TO_CONTAINER_TABLE)),
+            (dpid, ofmsgs.table_miss_goto(TO_CONTAINER_TABLE, FORWARD_TABLE)),
+            (dpid, ofmsgs.table_miss(FORWARD_TABLE)),
+            (dpid, ofmsgs.drop_ipv6_multicast(FORWARD_TABLE)),
+        ]
 
     def switch_disconnected(self, dpid: int) -> list[OutMsg]:
         links = self.graph.remove_switch(dpid)
@@ -129,6 +142,8 @@ class Forwarder:
             return []
         src, dst = eth.src.lower(), eth.dst.lower()
         now = self.clock()
+        if self.mirrors.is_mirror_port(dpid, in_port):
+            return []  # the bridge drops these; never learn from a mirror
         on_edge = self.graph.has_switch(dpid) and not self.graph.is_link_port(dpid, in_port)
 
         arp_pkt = pkt.get_protocol(arp.arp)
@@ -151,8 +166,25 @@ class Forwarder:
         msgs: list[OutMsg] = []
         if src_host is not None and src_host.mac != dst_host.mac:
             msgs += self.install_pair(src_host, dst_host)
-        msgs.append((dst_host.dpid, ofmsgs.packet_out([dst_host.port], data)))
+        msgs.append(self._deliver(dst_host.dpid, [dst_host.port], data, pkt))
         return msgs
+
+    def _deliver(
+        self, dpid: int, ports: list[int], data: bytes, pkt: packet.Packet | None = None
+    ) -> OutMsg:
+        """A packet-out, plus a copy to the mirror of any mirrored container it reaches.
+
+        Packet-outs skip the flow tables, so the mirror copy is added here.
+        """
+        copies = []
+        for port in ports:
+            mirror_ports = self.mirrors.copy_ports(dpid, [port])
+            if mirror_ports:
+                mirror = next(m for m in self.mirrors.for_dpid(dpid) if m.container_port == port)
+                fields = _frame_fields(pkt if pkt else packet.Packet(data))
+                if frame_selected(mirror.policy, fields):
+                    copies += mirror_ports
+        return dpid, ofmsgs.packet_out(ports + copies, data)
 
     def _arp_request(
         self, dpid: int, in_port: int, src: str, req: arp.arp, data: bytes, now: float
@@ -161,7 +193,7 @@ class Forwarder:
         if target is not None and target.mac != src:
             self.stats.arp_proxied += 1
             reply = ofmsgs.arp_reply_bytes(src, req.src_ip, target.mac, req.dst_ip)
-            return [(dpid, ofmsgs.packet_out([in_port], reply))]
+            return [self._deliver(dpid, [in_port], reply)]
         self.stats.arp_flooded += 1
         return self._flood_edges(dpid, in_port, ("arp", src, req.dst_ip), data, now)
 
@@ -182,9 +214,12 @@ class Forwarder:
             self._recent_floods = {k: t for k, t in self._recent_floods.items() if t >= horizon}
         msgs = []
         for sw in self.graph.switches():
-            ports = [p for p in self.graph.edge_ports(sw) if (sw, p) != (dpid, in_port)]
+            ports = [
+                p for p in self.graph.edge_ports(sw)
+                if (sw, p) != (dpid, in_port) and not self.mirrors.is_mirror_port(sw, p)
+            ]
             if ports:
-                msgs.append((sw, ofmsgs.packet_out(ports, data)))
+                msgs.append(self._deliver(sw, ports, data))
         return msgs
 
     # --- paths --------------------------------------------------------------
@@ -213,6 +248,7 @@ class Forwarder:
                 {"eth_src": src.mac, "eth_dst": dst.mac},
                 hop.out_port,
                 priority=self.settings.priority,
+                table_id=FORWARD_TABLE,
                 idle_timeout=self.settings.idle_timeout,
                 hard_timeout=self.settings.hard_timeout,
                 path=switch_path,
@@ -268,3 +304,18 @@ class Forwarder:
         if entry.active:
             self.table.mark_removed(entry, reason, self.clock())
         return entry
+
+
+def _frame_fields(pkt: packet.Packet) -> dict[str, Any]:
+    """The few fields mirror policy looks at, from an already parsed frame."""
+    fields: dict[str, Any] = {}
+    eth = pkt.get_protocol(ethernet.ethernet)
+    if eth is not None:
+        fields["eth_type"] = eth.ethertype
+    ip = pkt.get_protocol(ipv4.ipv4)
+    if ip is not None:
+        fields.update(ip_proto=ip.proto, src_ip=ip.src, dst_ip=ip.dst)
+    l4 = pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
+    if l4 is not None:
+        fields.update(sport=l4.src_port, dport=l4.dst_port)
+    return fields

@@ -22,11 +22,20 @@ def _apply(actions: list) -> list:
 
 
 def flow_add(entry: FlowSignature) -> parser.OFPFlowMod:
-    """Install (or overwrite) the flow an ST entry describes; the switch reports its removal."""
+    """Install (or overwrite) the flow an ST entry describes; the switch reports its removal.
+
+    No output and no group means drop; ``goto_table`` continues the pipeline.
+    """
+    actions = []
     if entry.group_id is not None:
-        actions = [parser.OFPActionGroup(entry.group_id)]
-    else:
-        actions = [parser.OFPActionOutput(entry.out_port)]
+        actions.append(parser.OFPActionGroup(entry.group_id))
+    elif entry.out_port is not None:
+        actions.append(parser.OFPActionOutput(entry.out_port))
+    instructions = _apply(actions) if actions else []
+    if entry.goto_table is not None:
+        instructions.append(parser.OFPInstructionGotoTable(entry.goto_table))
+    # JSON (the store) turns masked values into lists; OFPMatch wants tuples.
+    match = {k: tuple(v) if isinstance(v, list) else v for k, v in entry.match.items()}
     return parser.OFPFlowMod(
         None,
         cookie=entry.cookie,
@@ -37,18 +46,18 @@ def flow_add(entry: FlowSignature) -> parser.OFPFlowMod:
         priority=entry.priority,
         buffer_id=ofp.OFP_NO_BUFFER,
         flags=ofp.OFPFF_SEND_FLOW_REM,
-        match=parser.OFPMatch(**entry.match),
-        instructions=_apply(actions),
+        match=parser.OFPMatch(**match),
+        instructions=instructions,
     )
 
 
-def flow_delete_cookie(cookie: int, table_id: int = 0) -> parser.OFPFlowMod:
-    """Delete exactly the flow carrying ``cookie`` (each ST entry has its own)."""
+def flow_delete_cookie(cookie: int) -> parser.OFPFlowMod:
+    """Delete exactly the flow carrying ``cookie`` (each ST entry has its own), in any table."""
     return parser.OFPFlowMod(
         None,
         cookie=cookie,
         cookie_mask=0xFFFFFFFFFFFFFFFF,
-        table_id=table_id,
+        table_id=ofp.OFPTT_ALL,
         command=ofp.OFPFC_DELETE,
         out_port=ofp.OFPP_ANY,
         out_group=ofp.OFPG_ANY,
@@ -56,28 +65,59 @@ def flow_delete_cookie(cookie: int, table_id: int = 0) -> parser.OFPFlowMod:
     )
 
 
-def table_miss() -> parser.OFPFlowMod:
+def table_miss(table_id: int) -> parser.OFPFlowMod:
     """Send whatever matches nothing to the controller, whole (no buffering)."""
     actions = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
     return parser.OFPFlowMod(
         None,
+        table_id=table_id,
         priority=TABLE_MISS_PRIORITY,
         match=parser.OFPMatch(),
         instructions=_apply(actions),
     )
 
 
-def drop_ipv6_multicast() -> parser.OFPFlowMod:
+def table_miss_goto(table_id: int, next_table: int) -> parser.OFPFlowMod:
+    """A pipeline stage that lets unmatched packets through to the next table."""
+    return parser.OFPFlowMod(
+        None,
+        table_id=table_id,
+        priority=TABLE_MISS_PRIORITY,
+        match=parser.OFPMatch(),
+        instructions=[parser.OFPInstructionGotoTable(next_table)],
+    )
+
+
+def select_group(group_id: int, buckets: list[tuple[int, int | None]], add: bool = True):
+    """A select group: ``(weight, output port or None for no copy)`` per bucket.
+
+    OVS hashes each flow onto one bucket, so a weight is a share of flows.
+    """
+    ofp_buckets = [
+        parser.OFPBucket(weight=weight, watch_port=ofp.OFPP_ANY, watch_group=ofp.OFPG_ANY,
+                         actions=[parser.OFPActionOutput(port)] if port is not None else [])
+        for weight, port in buckets
+    ]
+    return parser.OFPGroupMod(None, ofp.OFPGC_ADD if add else ofp.OFPGC_MODIFY,
+                              ofp.OFPGT_SELECT, group_id, ofp_buckets)
+
+
+def group_delete(group_id: int):
+    return parser.OFPGroupMod(None, ofp.OFPGC_DELETE, ofp.OFPGT_SELECT, group_id, [])
+
+
+def drop_ipv6_multicast(table_id: int) -> parser.OFPFlowMod:
     """IPv6 neighbour chatter from lab hosts is not ours to forward; keep it off the controller."""
     return parser.OFPFlowMod(
         None,
+        table_id=table_id,
         priority=1,
         match=parser.OFPMatch(eth_dst=("33:33:00:00:00:00", "ff:ff:00:00:00:00")),
         instructions=[],
     )
 
 
-def our_flow_stats_request(table_id: int = 0) -> parser.OFPFlowStatsRequest:
+def our_flow_stats_request(table_id: int = ofp.OFPTT_ALL) -> parser.OFPFlowStatsRequest:
     """Ask a switch for the flows in our cookie space only."""
     return parser.OFPFlowStatsRequest(
         None,

@@ -48,6 +48,8 @@ class FlowSignature:
     idle_timeout: int = 0
     hard_timeout: int = 0
     group_id: int | None = None
+    goto_table: int | None = None
+    kind: str = "forward"  # forward (a path hop) or mirror (copy or read-only guard)
     path: list[int] = field(default_factory=list)
     path_key: str = ""
     packets: int = 0
@@ -72,7 +74,8 @@ class FlowSignature:
         return self.status == ACTIVE
 
     def action_pointer(self) -> dict[str, Any]:
-        return {"out_port": self.out_port, "group_id": self.group_id, "path": list(self.path)}
+        return {"out_port": self.out_port, "group_id": self.group_id,
+                "goto_table": self.goto_table, "path": list(self.path)}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +88,7 @@ class FlowSignature:
             "idle_timeout": self.idle_timeout,
             "hard_timeout": self.hard_timeout,
             "action": self.action_pointer(),
+            "kind": self.kind,
             "path_key": self.path_key,
             "packets": self.packets,
             "bytes": self.bytes,
@@ -134,6 +138,8 @@ class SignatureTable:
         idle_timeout: int = 0,
         hard_timeout: int = 0,
         group_id: int | None = None,
+        goto_table: int | None = None,
+        kind: str = "forward",
         path: list[int] | None = None,
         path_key: str = "",
         now: float | None = None,
@@ -149,9 +155,10 @@ class SignatureTable:
         if existing_id is not None:
             entry = self._entries[existing_id]
             new_path = list(path or [])
-            changed = (entry.out_port, entry.group_id, entry.path) != (out_port, group_id, new_path)
+            action = (out_port, group_id, goto_table, new_path)
+            changed = (entry.out_port, entry.group_id, entry.goto_table, entry.path) != action
             if changed:
-                entry.out_port, entry.group_id, entry.path = out_port, group_id, new_path
+                entry.out_port, entry.group_id, entry.goto_table, entry.path = action
                 entry.path_key = path_key or entry.path_key
                 entry.installed_at = now
                 self.dirty.add(entry.entry_id)
@@ -166,6 +173,8 @@ class SignatureTable:
             idle_timeout=idle_timeout,
             hard_timeout=hard_timeout,
             group_id=group_id,
+            goto_table=goto_table,
+            kind=kind,
             path=list(path or []),
             path_key=path_key,
             created=now,

@@ -55,6 +55,8 @@ class FlowRow(Base):
     hard_timeout: Mapped[int] = mapped_column(Integer)
     out_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     group_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    goto_table: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16), default="forward")
     path: Mapped[list] = mapped_column(JSON)
     path_key: Mapped[str] = mapped_column(String(64), index=True)
     packets: Mapped[int] = mapped_column(BigInteger)
@@ -76,6 +78,13 @@ class HostRow(Base):
     ips: Mapped[str] = mapped_column(String(1024))
     first_seen: Mapped[float] = mapped_column(Float)
     last_seen: Mapped[float] = mapped_column(Float)
+
+
+class MirrorRow(Base):
+    __tablename__ = "mirrors"
+
+    container: Mapped[str] = mapped_column(String(128), primary_key=True)
+    data: Mapped[dict] = mapped_column(JSON)
 
 
 _FLOW_FIELDS = [c.name for c in FlowRow.__table__.columns]
@@ -149,6 +158,18 @@ class StateStore:
             ids = list(deleted_flow_ids)
             if ids:
                 session.execute(delete(FlowRow).where(FlowRow.entry_id.in_(ids)))
+
+    def load_mirrors(self) -> list[dict]:
+        with Session(self.engine) as session:
+            return [r.data for r in session.scalars(select(MirrorRow)).all()]
+
+    def save_mirror(self, data: dict) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.merge(MirrorRow(container=data["container"], data=data))
+
+    def delete_mirror(self, container: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(MirrorRow).where(MirrorRow.container == container))
 
     def replace_hosts(self, hosts: Iterable[Host]) -> None:
         with Session(self.engine) as session, session.begin():

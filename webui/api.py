@@ -76,6 +76,46 @@ def flows():
     )
 
 
+@api.get("/api/mirrors")
+def mirrors():
+    return jsonify(_core().mirror_list())
+
+
+@api.post("/api/mirrors")
+def add_mirror():
+    from controller.mirroring import MirrorError
+
+    body = request.get_json(silent=True)
+    if body is None:
+        abort(400, description="body must be a JSON object describing the mirror")
+    try:
+        mirror, msgs = _core().add_mirror(body)
+    except MirrorError as exc:
+        abort(400, description=str(exc))
+    _core().send(msgs)
+    return jsonify(mirror), 201
+
+
+@api.delete("/api/mirrors/<container>")
+def delete_mirror(container: str):
+    msgs = _core().remove_mirror(container)
+    if msgs is None:
+        abort(404, description=f"no mirror for container {container!r}")
+    _core().send(msgs)
+    return "", 204
+
+
+@api.post("/api/hosts/<host>/health")
+def set_health(host: str):
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("healthy"), bool):
+        abort(400, description="body must be a JSON object with a boolean 'healthy'")
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        abort(400, description="'reason' must be a string")
+    return jsonify(_core().set_health(host, body["healthy"], reason))
+
+
 @api.get("/api/health")
 def health():
     report = _core().health()

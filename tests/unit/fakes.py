@@ -26,16 +26,24 @@ class _FakeDatapath:
 @dataclass
 class FakeFlow:
     cookie: int
+    table_id: int
     priority: int
     match: dict
-    out_port: int | None
+    outputs: list[int]
+    group_id: int | None
+    goto: int | None
     idle_timeout: int
+
+    @property
+    def out_port(self) -> int | None:
+        return self.outputs[0] if self.outputs else None
 
 
 @dataclass
 class FakeSwitch:
     dpid: int
     flows: list[FakeFlow] = field(default_factory=list)
+    groups: dict[int, list] = field(default_factory=dict)
     packet_outs: list[tuple[list[int], bytes]] = field(default_factory=list)
     sent: list = field(default_factory=list)
 
@@ -48,28 +56,77 @@ class FakeSwitch:
             if msg.command == ofp.OFPFC_ADD:
                 self.flows = [
                     f for f in self.flows
-                    if not (f.priority == msg.priority and f.match == match)
+                    if not (f.table_id == msg.table_id and f.priority == msg.priority
+                            and f.match == match)
                 ]
-                out = None
+                outputs, group, goto = [], None, None
                 for inst in msg.instructions:
+                    if isinstance(inst, parser.OFPInstructionGotoTable):
+                        goto = inst.table_id
+                        continue
                     for action in inst.actions:
                         if isinstance(action, parser.OFPActionOutput):
-                            out = action.port
-                self.flows.append(FakeFlow(msg.cookie, msg.priority, match, out, msg.idle_timeout))
+                            outputs.append(action.port)
+                        elif isinstance(action, parser.OFPActionGroup):
+                            group = action.group_id
+                self.flows.append(FakeFlow(msg.cookie, msg.table_id, msg.priority, match,
+                                           outputs, group, goto, msg.idle_timeout))
             elif msg.command == ofp.OFPFC_DELETE:
                 mask = msg.cookie_mask
                 self.flows = [f for f in self.flows if (f.cookie & mask) != (msg.cookie & mask)]
+        elif isinstance(msg, parser.OFPGroupMod):
+            if msg.command == ofp.OFPGC_DELETE:
+                self.groups.pop(msg.group_id, None)
+            else:
+                self.groups[msg.group_id] = msg.buckets
         elif isinstance(msg, parser.OFPPacketOut):
             ports = [a.port for a in msg.actions]
             self.packet_outs.append((ports, msg.data))
 
-    def lookup(self, fields: dict) -> FakeFlow | None:
+    def lookup(self, fields: dict, table_id: int = 2) -> FakeFlow | None:
         best = None
         for flow in self.flows:
-            if all(str(fields.get(k)) == str(v) for k, v in flow.match.items()):
+            if flow.table_id != table_id:
+                continue
+            if all(_matches(fields.get(k), v) for k, v in flow.match.items()):
                 if best is None or flow.priority > best.priority:
                     best = flow
         return best
+
+    def process(self, fields: dict) -> tuple[list[int], bool]:
+        """Run a packet through the pipeline: (every output port, reached the controller?)."""
+        outputs: list[int] = []
+        table = 0
+        while True:
+            flow = self.lookup(fields, table)
+            if flow is None:
+                return outputs, False
+            outputs += [p for p in flow.outputs if p != ofp.OFPP_CONTROLLER]
+            if flow.group_id is not None:
+                for bucket in self.groups.get(flow.group_id, []):
+                    if bucket.weight:
+                        outputs += [a.port for a in bucket.actions]
+            if ofp.OFPP_CONTROLLER in flow.outputs:
+                return outputs, True
+            if flow.goto is None:
+                return outputs, False
+            table = flow.goto
+
+
+def _matches(value, want) -> bool:
+    if isinstance(want, tuple):  # (value, mask): MAC or IPv4
+        import ipaddress
+
+        if value is None:
+            return False
+        if ":" in want[0]:
+            def as_int(m: str) -> int:
+                return int(m.replace(":", ""), 16)
+
+            return as_int(value) & as_int(want[1]) == as_int(want[0]) & as_int(want[1])
+        net = ipaddress.IPv4Network(f"{want[0]}/{want[1]}", strict=False)
+        return ipaddress.IPv4Address(value) in net
+    return str(value) == str(want)
 
 
 class FakeNetwork:
@@ -92,7 +149,7 @@ class FakeNetwork:
     def walk(self, dpid: int, fields: dict, max_hops: int = 64) -> tuple[int, int] | None:
         """Follow installed flows from ``dpid``; return the (dpid, port) where the frame exits."""
         for _ in range(max_hops):
-            flow = self.switch(dpid).lookup(fields)
+            flow = self.switch(dpid).lookup(fields, 2)
             if flow is None or flow.out_port is None:
                 return None
             nxt = self.wiring.get((dpid, flow.out_port))

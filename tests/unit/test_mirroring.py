@@ -1,0 +1,152 @@
+"""Mirror rules against a fake pipeline: copies, read-only guard, policy, sampling."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.core import ControllerCore
+from controller.mirroring import Mirror, MirrorError, MirrorPolicy, frame_selected
+from tests.unit.fakes import FakeNetwork, ring_graph
+from tests.unit.packets import arp_request, mac, ping
+
+MIRROR_PORT = 9
+
+
+def registration(**policy):
+    body = {"container": "h1", "tenant": "blue", "dpid": 1, "container_port": 1,
+            "mirror_port": MIRROR_PORT, "mac": mac(1), "ips": ["10.0.0.1"]}
+    if policy:
+        body["policy"] = policy
+    return body
+
+
+@pytest.fixture()
+def setup():
+    core = ControllerCore(None)
+    graph, links = ring_graph(4)
+    net = FakeNetwork(links)
+    for dpid in graph.switches():
+        net.send(core.switch_connected(dpid, [1, 2, 3]))
+    for link in links:
+        core.link_added(link)
+    return core, net
+
+
+def test_both_directions_copied_forwarding_untouched(setup):
+    core, net = setup
+    _, msgs = core.add_mirror(registration())
+    net.send(msgs)
+    for i in range(1, 5):
+        net.send(core.packet_in(i, 1, arp_request(i, i % 4 + 1)))
+    net.send(core.packet_in(1, 1, ping(1, 3)))
+    out, _ = net.switch(1).process({"in_port": 1, "eth_src": mac(1), "eth_dst": mac(3),
+                                    "eth_type": 0x800})
+    assert sorted(out) == [2, MIRROR_PORT]  # forwarded on, and copied
+    back, _ = net.switch(1).process({"in_port": 2, "eth_src": mac(3), "eth_dst": mac(1),
+                                     "eth_type": 0x800})
+    assert sorted(back) == [1, MIRROR_PORT]
+    # Other containers' traffic on the same switch is not copied.
+    other, _ = net.switch(2).process({"in_port": 1, "eth_src": mac(2), "eth_dst": mac(3)})
+    assert MIRROR_PORT not in other
+
+
+def test_mirror_port_is_read_only(setup):
+    core, net = setup
+    net.send(core.add_mirror(registration())[1])
+    out, to_controller = net.switch(1).process({"in_port": MIRROR_PORT, "eth_dst": mac(3)})
+    assert out == [] and not to_controller
+    # Never learned from, never flooded to.
+    assert core.packet_in(1, MIRROR_PORT, arp_request(7, 1)) == []
+    assert core.hosts.get(mac(7)) is None
+    flood = core.packet_in(2, 1, arp_request(2, 99))
+    # The mirror port only ever gets the copy of what reaches its container.
+    to_s1 = [sorted(a.port for a in m.actions) for d, m in flood if d == 1]
+    assert to_s1 == [[1, MIRROR_PORT]]
+
+
+def test_controller_packet_outs_to_container_are_copied(setup):
+    core, net = setup
+    net.send(core.add_mirror(registration())[1])
+    # ARP flood reaching h1 through a packet-out also reaches the mirror.
+    msgs = core.packet_in(3, 1, arp_request(3, 1))
+    to_h1 = [m for d, m in msgs if d == 1]
+    assert to_h1 and sorted(a.port for a in to_h1[0].actions) == [1, MIRROR_PORT]
+
+
+def test_protocol_and_port_policy(setup):
+    core, net = setup
+    net.send(core.add_mirror(registration(protocols=["dns"]))[1])
+    dns, _ = net.switch(1).process({"in_port": 1, "eth_type": 0x800, "ip_proto": 17,
+                                    "udp_dst": 53, "eth_dst": mac(3)})
+    web, _ = net.switch(1).process({"in_port": 1, "eth_type": 0x800, "ip_proto": 6,
+                                    "tcp_dst": 80, "eth_dst": mac(3)})
+    assert MIRROR_PORT in dns and MIRROR_PORT not in web
+
+
+def test_cidr_policy(setup):
+    core, net = setup
+    net.send(core.add_mirror(registration(cidrs=["10.0.0.0/30"]))[1])
+    near, _ = net.switch(1).process({"in_port": 1, "eth_type": 0x800, "ipv4_dst": "10.0.0.2"})
+    far, _ = net.switch(1).process({"in_port": 1, "eth_type": 0x800, "ipv4_dst": "10.0.0.9"})
+    assert MIRROR_PORT in near and MIRROR_PORT not in far
+
+
+def test_sampling_uses_a_select_group(setup):
+    core, net = setup
+    msgs = core.add_mirror(registration(sample=0.25))[1]
+    net.send(msgs)
+    mirror = core.forwarder.mirrors.get("h1")
+    buckets = net.switch(1).groups[mirror.group_id]
+    assert [b.weight for b in buckets] == [250, 750]
+    assert [[a.port for a in b.actions] for b in buckets] == [[MIRROR_PORT], []]
+    copies = [f for f in net.switch(1).flows if f.group_id == mirror.group_id]
+    assert len(copies) == 2
+
+
+def test_sample_selection_is_per_flow_and_representative():
+    policy = MirrorPolicy(sample=0.2)
+    flows = [{"src_ip": "10.0.0.1", "dst_ip": f"10.0.{i // 250}.{i % 250}", "ip_proto": 6,
+              "sport": 40000 + i, "dport": 80, "eth_type": 0x800} for i in range(5000)]
+    picked = [frame_selected(policy, f) for f in flows]
+    assert 0.17 < sum(picked) / len(picked) < 0.23
+    assert picked == [frame_selected(policy, f) for f in flows]  # stable per flow
+
+
+def test_removing_a_mirror_removes_its_flows(setup):
+    core, net = setup
+    net.send(core.add_mirror(registration())[1])
+    net.send(core.remove_mirror("h1"))
+    out, _ = net.switch(1).process({"in_port": 1, "eth_dst": mac(3)})
+    assert MIRROR_PORT not in out
+    assert core.remove_mirror("h1") is None
+
+
+def test_mirror_flows_are_signature_entries(setup):
+    core, net = setup
+    net.send(core.add_mirror(registration())[1])
+    kinds = {e.kind for e in core.table.active(1)}
+    assert kinds == {"mirror"}
+    assert {e.table_id for e in core.table.active(1)} == {0, 1}
+
+
+@pytest.mark.parametrize("body,needle", [
+    ({"container": "h1"}, "field 'tenant' is required"),
+    (registration() | {"dpid": "one"}, "field 'dpid' must be an integer"),
+    (registration() | {"colour": 1}, "unknown field 'colour'"),
+    (registration(sample=2), "field 'sample' must be a number in (0, 1]"),
+    (registration(protocols=["smtp"]), "unknown protocol 'smtp'"),
+    (registration(cidrs=["10.0.0.0/99"]), "invalid CIDR"),
+    (registration(ports=[70000]), "field 'ports'"),
+    ([1, 2], "must be a JSON object"),
+])
+def test_bad_registrations_name_the_field(body, needle):
+    with pytest.raises(MirrorError) as exc:
+        Mirror.from_dict(body, MirrorPolicy())
+    assert needle in str(exc.value)
+
+
+def test_port_conflict_refused(setup):
+    core, _ = setup
+    core.add_mirror(registration())
+    with pytest.raises(MirrorError, match="already belongs"):
+        core.add_mirror(registration() | {"container": "h2", "mac": mac(2)})
