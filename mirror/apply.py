@@ -9,9 +9,10 @@ has.  :class:`NamespaceApplier` turns :class:`~mirror.state.StateChange` events
   the mirror kernel never ages or re-probes them — it must not send ARP);
 * routes -> ``replace`` of the subnet route (scope link) and the default route
   (``onlink``, so it applies even before the subnet route is known);
-* connections -> conntrack entries via ``ip netns exec NS conntrack -I/-U/-D``.
-  pyroute2's NFCTSocket cannot be bound to another namespace from this process,
-  and conntrack works per namespace, so the CLI is the reliable path;
+* connections -> conntrack entries via ``ip netns exec NS conntrack -I/-U/-D``,
+  the path verified to work per namespace here.  Whether pyroute2 0.9's
+  NFCTSocket can create entries in another namespace was not evaluated; it would
+  save a fork per connection;
 * DNS -> nothing: a resolver cache is not kernel state (counted as skipped).
 
 Every operation is idempotent (``replace``; insert-or-update; deleting what is
