@@ -113,3 +113,75 @@ class ControllerProcess:
             return "\n".join(self.log_path.read_text().splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+class AgentProcess:
+    """The per-host mirroring agent as a child process (``shadownet-agent``)."""
+
+    def __init__(self, workdir: Path, controller_url: str, *, tokens: Path | None = None,
+                 rules: Path | None = None, api_port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.controller_url = controller_url
+        self.tokens, self.rules = tokens, rules
+        self.api_port = api_port or free_port()
+        self.log_path = self.workdir / "agent.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self, remove_on_exit: bool = True) -> None:
+        cmd = [sys.executable, "-m", "mirror.agent", "--controller", self.controller_url,
+               "--api-port", str(self.api_port), "--poll-interval", "0.5",
+               "--db-url", f"sqlite:///{self.workdir / 'agent.db'}"]
+        if self.tokens:
+            cmd += ["--tokens", str(self.tokens)]
+        if self.rules:
+            cmd += ["--rules", str(self.rules)]
+        if remove_on_exit:
+            cmd.append("--remove-on-exit")
+        log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                urllib.request.urlopen(self.base_url + "/metrics", timeout=2).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"agent did not answer:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def request(self, path: str, token: str | None = None) -> tuple[int, Any]:
+        req = urllib.request.Request(self.base_url + path)
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                body = resp.read()
+                if resp.headers.get_content_type() == "application/json":
+                    return resp.status, json.loads(body)
+                return resp.status, body
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lab.controller_process import ControllerProcess
+from lab.controller_process import AgentProcess, ControllerProcess
 from lab.ovs import LabError, delete_bridges, delete_links, ensure_ovs, require_root
 
 LOG = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class Lab:
         workdir: Path | None = None,
         discovery_timeout: float | None = None,
         hub: str | None = None,
+        tenants: dict[str, str] | None = None,
     ) -> None:
         from topologies.registry import build_topo
 
@@ -42,7 +43,9 @@ class Lab:
         self.config = config
         self.hub = hub
         self.discovery_timeout = discovery_timeout or 30 + 1.5 * self.info.switches
+        self.tenants = tenants
         self.controller: ControllerProcess | None = None
+        self.agent: AgentProcess | None = None
         self.net: Any = None
 
     # --- lifecycle --------------------------------------------------------------
@@ -96,6 +99,10 @@ class Lab:
     def stop(self) -> None:
         """Tear down in reverse order; each step runs even if an earlier one failed."""
         switch_names = list(self.topo.switches()) if self.topo is not None else []
+        if self.agent is not None:
+            self.agent.stop()
+            self.agent = None
+        self._remove_mirrors()
         if self.net is not None:
             try:
                 self.net.stop()
@@ -111,6 +118,58 @@ class Lab:
             self.controller.stop()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- containers and mirrors -----------------------------------------------------
+    def mark_containers(self) -> None:
+        """Label each host's bridge port as ovs-docker does, so the agent sees containers."""
+        import subprocess
+
+        for host in self.net.hosts:
+            intf = host.defaultIntf()
+            port = intf.link.intf2 if intf.link.intf1 is intf else intf.link.intf1
+            tenant = (self.tenants or {}).get(host.name, "default")
+            subprocess.run(
+                ["ovs-vsctl", "set", "Interface", port.name,
+                 f"external_ids:container_id={host.name}",
+                 f"external_ids:attached-mac={host.MAC()}",
+                 f"external_ids:container_ip={host.IP()}/{intf.prefixLen}",
+                 f"external_ids:tenant={tenant}"],
+                check=True, capture_output=True,
+            )
+
+    def start_agent(self, tokens: dict | None = None, rules: dict | None = None) -> AgentProcess:
+        """Start the mirroring agent against this lab's controller."""
+        import yaml
+
+        self.mark_containers()
+        paths = {}
+        for name, data in (("tokens", tokens), ("rules", rules)):
+            if data is not None:
+                paths[name] = self.workdir / f"{name}.yaml"
+                paths[name].write_text(yaml.safe_dump(data))
+        self.agent = AgentProcess(self.workdir, self.controller.base_url, **paths)
+        self.agent.start()
+        return self.agent
+
+    def wait_for_mirrors(self, count: int, timeout: float = 30.0) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        mirrors: list[dict] = []
+        while time.monotonic() < deadline:
+            mirrors = self.controller.get("/api/mirrors")
+            if len(mirrors) >= count:
+                return mirrors
+            time.sleep(0.3)
+        raise LabError(f"only {len(mirrors)} of {count} mirrors registered:\n"
+                       f"{self.agent.log_tail() if self.agent else ''}")
+
+    def _remove_mirrors(self) -> None:
+        try:
+            from mirror import lifecycle
+
+            for host in self.topo.hosts():
+                lifecycle.destroy(host)
+        except Exception:  # noqa: BLE001 - keep tearing down
+            LOG.exception("mirror cleanup failed")
 
     # --- helpers ------------------------------------------------------------------
     def wait_for_discovery(self) -> None:

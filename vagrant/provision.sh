@@ -12,10 +12,10 @@ PYTHON="${PYTHON:-python3}"
 
 PACKAGES=(
   openvswitch-switch mininet python3-networkx python3-venv python3-dev build-essential
-  iperf3 ethtool tcpdump iproute2 iptables iputils-ping curl conntrack dnsutils
+  iperf3 ethtool tcpdump iproute2 iptables iputils-ping curl conntrack dnsutils dnsmasq-base
 )
 if [[ "${SHADOWNET_DEV:-0}" == 1 ]]; then
-  PACKAGES+=(vagrant)
+  PACKAGES+=(vagrant tshark)
 fi
 
 log() { printf 'provision: %s\n' "$*" >&2; }

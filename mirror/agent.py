@@ -1,0 +1,350 @@
+"""The Namespace Mirroring Agent: one per host, one mirror per container.
+
+It watches OVSDB for containers attached to bridges (ovs-docker style
+``external_ids``), gives each a mirror namespace, registers the mirror port
+with the controller (which installs the copy rules), reads the mirror port,
+keeps the replica of the container's state in the mirror namespace, stores
+every change, evaluates alert rules, and serves all of it over a tenant-scoped
+REST API. An agent that restarts adopts the mirrors it already made.
+
+    shadownet-agent --controller http://127.0.0.1:8080 [--api-port 8081]
+                    [--tokens tokens.yaml] [--rules rules.yaml] [--db-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from mirror import lifecycle
+from mirror.capture import MirrorCapture
+from mirror.engine import SyncEngine
+from mirror.history_store import HistoryStore, HistoryStoreError
+from mirror.lifecycle import Container, MirrorRecord
+from mirror.rules import RuleError, RuleSet, load_rules
+from mirror.tenancy import Principal, TokenFileError, load_tokens
+
+LOG = logging.getLogger("shadownet.agent")
+
+PCAP_RING_BYTES = 64 << 20  # per mirror: the window a pcap export can reach back into
+LAG_SAMPLES = 20000
+
+
+class MirroredContainer:
+    """One live mirror: capture -> engine -> (namespace, history, rules)."""
+
+    def __init__(self, record: MirrorRecord, store: HistoryStore, rules: RuleSet | None,
+                 apply_state: bool = True) -> None:
+        self.record = record
+        self.store = store
+        self.rules = copy.deepcopy(rules) if rules is not None else None
+        self.lock = threading.Lock()
+        self.engine = SyncEngine(record.mac, record.ips, on_change=self._changed)
+        self.ring: deque[tuple[float, bytes]] = deque()
+        self.ring_bytes = 0
+        self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self.alerts_total = 0
+        self.active_alerts: dict[str, dict[str, Any]] = {}
+        self._apply_queue: queue.Queue = queue.Queue()
+        self._applier = None
+        if apply_state:
+            from mirror.apply import NamespaceApplier
+
+            self._applier = NamespaceApplier(record.netns, lifecycle.MIRROR_IFNAME, enter=True)
+        self._apply_thread = threading.Thread(target=self._apply_loop, daemon=True,
+                                              name=f"apply-{record.container}")
+        self.capture = MirrorCapture(record.netns, lifecycle.MIRROR_IFNAME, self._frame)
+
+    def start(self) -> None:
+        self._apply_thread.start()
+        self.capture.start()
+
+    def stop(self) -> None:
+        self.capture.stop()
+        self._apply_queue.put(None)
+        self._apply_thread.join(2)
+        if self._applier is not None:
+            self._applier.close()
+
+    # --- capture path -----------------------------------------------------------------
+    def _frame(self, frame: bytes, ts: float) -> None:
+        with self.lock:
+            self.ring.append((ts, frame))
+            self.ring_bytes += len(frame)
+            while self.ring_bytes > PCAP_RING_BYTES:
+                self.ring_bytes -= len(self.ring.popleft()[1])
+            self.engine.feed(frame, ts)
+
+    def _changed(self, change: Any) -> None:
+        self._apply_queue.put(change)
+
+    def _apply_loop(self) -> None:
+        if self._applier is not None:
+            # This thread lives in the mirror namespace from here on (see NamespaceApplier).
+            # Routes via a gateway need an address on the interface, as in the container.
+            self._applier.ensure_addresses(self.record.ips, self.record.prefixlen)
+        while True:
+            change = self._apply_queue.get()
+            if change is None:
+                return
+            if self._applier is not None:
+                self._applier.apply(change)
+            # Lag: kernel receive time of the frame that caused it -> applied in the mirror.
+            self.lags.append(time.time() - change.ts)
+            self.store.add_change(self.record.container, change.as_dict())
+
+    # --- views --------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return self.engine.snapshot(time.time())
+
+    def pcap(self, start: float | None, end: float | None) -> bytes:
+        import io
+
+        from mirror.pcap import PcapWriter
+
+        with self.lock:
+            frames = [(ts, f) for ts, f in self.ring
+                      if (start is None or ts >= start) and (end is None or ts <= end)]
+        buf = io.BytesIO()
+        writer = PcapWriter(buf)
+        for ts, frame in frames:
+            writer.write(frame, ts)
+        return buf.getvalue()
+
+    def lag_summary(self) -> dict[str, float | int]:
+        lags = sorted(self.lags)
+        if not lags:
+            return {"samples": 0}
+
+        def pct(p: float) -> float:
+            return round(lags[min(len(lags) - 1, int(p * len(lags)))] * 1000, 3)
+
+        return {"samples": len(lags), "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+                "max_ms": round(lags[-1] * 1000, 3)}
+
+    def evaluate_rules(self, now: float) -> list[dict[str, Any]]:
+        if self.rules is None:
+            return []
+        with self.lock:
+            alerts = self.rules.evaluate(self.engine.state, self.engine.stats, now)
+        out = []
+        for alert in alerts:
+            data = alert.as_dict()
+            if alert.status == "firing":
+                self.alerts_total += 1
+                self.active_alerts[alert.rule] = data
+                self.store.add_alert(self.record.container, self.record.tenant, data)
+            else:
+                self.active_alerts.pop(alert.rule, None)
+            out.append(data)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        stats = self.engine.stats
+        return {
+            "container": self.record.container, "tenant": self.record.tenant,
+            "netns": self.record.netns, "mac": self.record.mac, "ips": self.record.ips,
+            "dpid": self.record.dpid, "mirror_port": self.record.mirror_ofport,
+            "packets": stats.packets, "bytes": stats.bytes, "malformed": stats.malformed,
+            "kernel_drops": self.capture.kernel_drops, "lag": self.lag_summary(),
+            "alerts_active": len(self.active_alerts), "alerts_total": self.alerts_total,
+            "applier": self._applier.stats if self._applier else None,
+        }
+
+
+class MirrorAgent:
+    def __init__(self, controller_url: str, store: HistoryStore,
+                 tokens: dict[str, Principal], rules: RuleSet | None = None,
+                 poll_interval: float = 1.0, apply_state: bool = True) -> None:
+        self.controller_url = controller_url.rstrip("/")
+        self.store = store
+        self.tokens = tokens
+        self.rules = rules
+        self.poll_interval = poll_interval
+        self.apply_state = apply_state
+        self.mirrors: dict[str, MirroredContainer] = {}
+        self.lock = threading.RLock()
+        self._stop = threading.Event()
+
+    # --- controller ---------------------------------------------------------------------
+    def _controller(self, method: str, path: str, body: Any = None) -> int:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.controller_url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            LOG.warning("controller %s %s: %s %s", method, path, exc.code,
+                        exc.read()[:200].decode(errors="replace"))
+            return exc.code
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def adopt_existing(self) -> None:
+        """Pick up mirrors an earlier agent made; drop those whose container is gone."""
+        attached = {c.name: c for c in lifecycle.attached_containers()}
+        for record in lifecycle.existing_mirrors():
+            container = attached.get(record.container)
+            if container is None or container.ofport != record.container_ofport:
+                LOG.info("mirror %s: container gone; removing its mirror", record.container)
+                lifecycle.destroy(record.container, record.bridge)
+                self._controller("DELETE", f"/api/mirrors/{record.container}")
+                continue
+            LOG.info("mirror %s: adopted from an earlier agent", record.container)
+            self._start(record)
+
+    def reconcile(self) -> None:
+        attached = {c.name: c for c in lifecycle.attached_containers()}
+        with self.lock:
+            for name in list(self.mirrors):
+                if name not in attached:
+                    self._remove(name)
+            for name, container in attached.items():
+                if name not in self.mirrors:
+                    self._add(container)
+
+    def _add(self, container: Container) -> None:
+        if not container.mac:
+            LOG.warning("container %s has no attached-mac; not mirrored", container.name)
+            return
+        LOG.info("container %s attached to %s port %s; creating its mirror",
+                 container.name, container.bridge, container.ofport)
+        record = lifecycle.create_mirror(container)
+        self._start(record)
+
+    def _start(self, record: MirrorRecord) -> None:
+        mirrored = MirroredContainer(record, self.store, self.rules, self.apply_state)
+        mirrored.start()
+        self.mirrors[record.container] = mirrored
+        status = self._controller("POST", "/api/mirrors", record.registration())
+        if status != 201:
+            LOG.warning("mirror %s: controller answered %s", record.container, status)
+
+    def _remove(self, name: str) -> None:
+        mirrored = self.mirrors.pop(name)
+        LOG.info("container %s detached; removing its mirror", name)
+        self._controller("DELETE", f"/api/mirrors/{name}")
+        mirrored.stop()
+        lifecycle.destroy(name, mirrored.record.bridge)
+
+    def run(self) -> None:
+        self.adopt_existing()
+        last_rules = 0.0
+        while not self._stop.is_set():
+            try:
+                self.reconcile()
+            except Exception:  # noqa: BLE001 - OVSDB hiccups must not kill the agent
+                LOG.exception("reconcile failed")
+            now = time.time()
+            if now - last_rules >= 1.0:
+                last_rules = now
+                self._rules_pass(now)
+            self.store.flush()
+            self._stop.wait(self.poll_interval)
+        self.store.flush()
+
+    def _rules_pass(self, now: float) -> None:
+        with self.lock:
+            mirrors = list(self.mirrors.values())
+        for mirrored in mirrors:
+            for alert in mirrored.evaluate_rules(now):
+                if alert["status"] != "firing":
+                    continue
+                LOG.warning("alert %s on %s: %s", alert["rule"], mirrored.record.container,
+                            alert["message"])
+                if alert.get("mark_unhealthy"):
+                    self._controller("POST", f"/api/hosts/{mirrored.record.mac}/health",
+                                     {"healthy": False, "reason": f"{alert['rule']}: "
+                                                                  f"{alert['message']}"})
+                if alert.get("webhook"):
+                    self._webhook(alert["webhook"], mirrored.record, alert)
+
+    @staticmethod
+    def _webhook(url: str, record: MirrorRecord, alert: dict[str, Any]) -> None:
+        body = json.dumps({"container": record.container, "tenant": record.tenant,
+                           "alert": alert}).encode()
+        req = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        try:
+            urllib.request.urlopen(req, timeout=3).close()
+        except (OSError, ValueError) as exc:
+            LOG.warning("webhook %s failed: %s", url, exc)
+
+    def stop(self, remove_mirrors: bool = False) -> None:
+        """Stop capturing. Mirrors stay (a restarted agent adopts them) unless asked."""
+        self._stop.set()
+        with self.lock:
+            for name in list(self.mirrors):
+                if remove_mirrors:
+                    self._remove(name)
+                else:
+                    self.mirrors.pop(name).stop()
+        self.store.flush()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="shadownet-agent", description=__doc__.splitlines()[0])
+    p.add_argument("--controller", default="http://127.0.0.1:8080",
+                   help="controller REST API base URL")
+    p.add_argument("--api-host", default="127.0.0.1")
+    p.add_argument("--api-port", type=int, default=8081)
+    p.add_argument("--tokens", help="tokens.yaml (tenant-scoped API tokens)")
+    p.add_argument("--rules", help="rules.yaml (alert rules)")
+    p.add_argument("--db-url", default="sqlite:////var/lib/shadownet/agent.db")
+    p.add_argument("--poll-interval", type=float, default=1.0)
+    p.add_argument("--remove-on-exit", action="store_true",
+                   help="remove all mirrors on exit (default: keep them for the next agent)")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        tokens = load_tokens(args.tokens) if args.tokens else {}
+        rules = load_rules(args.rules) if args.rules else None
+        if args.db_url.startswith("sqlite:///"):
+            from pathlib import Path
+
+            Path(args.db_url[len("sqlite:///"):]).expanduser().parent.mkdir(
+                parents=True, exist_ok=True)
+        store = HistoryStore(args.db_url)
+    except (TokenFileError, RuleError, HistoryStoreError, FileNotFoundError) as exc:
+        print(f"shadownet-agent: error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    agent = MirrorAgent(args.controller, store, tokens, rules, args.poll_interval)
+    from mirror.observability import serve
+
+    server = serve(agent, args.api_host, args.api_port)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        agent._stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        agent.run()
+    finally:
+        agent.stop(remove_mirrors=args.remove_on_exit)
+        server.shutdown()
+    LOG.info("agent stopped")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Read a mirror port: an AF_PACKET socket opened inside the mirror namespace.
+
+The socket is created from a thread that enters the namespace with setns(2)
+(which moves only the calling thread) and returns at once, so the agent
+process itself never changes namespace. Each frame carries the kernel's
+receive timestamp (SO_TIMESTAMPNS), the start of the sync-lag measurement.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+LOG = logging.getLogger(__name__)
+
+ETH_P_ALL = 0x0003
+CLONE_NEWNET = 0x40000000
+SO_TIMESTAMPNS = 35
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
+PACKET_OUTGOING = 4
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def enter_netns(netns: str) -> None:
+    """Move the calling thread (only) into named namespace ``netns`` for good."""
+    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        _setns(target)
+    finally:
+        os.close(target)
+
+
+def open_packet_socket(netns: str, ifname: str) -> socket.socket:
+    """An AF_PACKET socket bound to ``ifname`` inside named namespace ``netns``."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+            sock.bind((ifname, 0))
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+        os.close(target)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    return sock
+
+
+class MirrorCapture:
+    """A thread that hands every frame arriving on the mirror port to ``on_frame(frame, ts)``."""
+
+    def __init__(self, netns: str, ifname: str, on_frame: Callable[[bytes, float], None]) -> None:
+        self.netns, self.ifname, self.on_frame = netns, ifname, on_frame
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self.kernel_drops = 0
+        self.frames = 0
+
+    def start(self) -> None:
+        self._sock = open_packet_socket(self.netns, self.ifname)
+        self._sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.netns}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2)
+        if self._sock is not None:
+            self._sock.close()
+
+    def _run(self) -> None:
+        sock = self._sock
+        while not self._stop.is_set():
+            try:
+                data, ancdata, _flags, addr = sock.recvmsg(65535, 64)
+            except TimeoutError:
+                self._read_drops()
+                continue
+            except OSError:
+                if self._stop.is_set():
+                    return
+                LOG.exception("capture on %s failed", self.netns)
+                return
+            if addr[2] == PACKET_OUTGOING:
+                continue  # what the mirror itself sends is dropped at the bridge anyway
+            ts = time.time()
+            for level, kind, value in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                    sec, nsec = struct.unpack("qq", value[:16])
+                    ts = sec + nsec / 1e9
+            self.frames += 1
+            try:
+                self.on_frame(data, ts)
+            except Exception:  # noqa: BLE001 - one bad frame must not stop the mirror
+                LOG.exception("mirror %s: frame handler failed", self.netns)
+
+    def _read_drops(self) -> None:
+        try:
+            raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+            # The kernel resets these counters on every read.
+            self.kernel_drops += struct.unpack("II", raw)[1]
+        except OSError:
+            pass

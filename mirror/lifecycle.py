@@ -1,0 +1,226 @@
+"""Mirror namespaces on this host: create, find again after a restart, remove.
+
+A container's mirror is a named network namespace ``snm-<container>`` joined
+to the container's bridge by a veth pair: ``mirror0`` inside, ``sm<hash>`` on
+the bridge. The bridge port carries ``external_ids:shadownet-mirror=<container>``
+in OVSDB and the namespace keeps a small JSON record, so an agent that starts
+again finds every mirror it made and loses none.
+
+Containers are found the way ovs-docker attaches them: an OVS interface whose
+``external_ids`` hold ``container_id`` (plus ``attached-mac``, ``container_ip``
+and ``tenant`` where known).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+NETNS_PREFIX = "snm-"
+MIRROR_IFNAME = "mirror0"
+RECORD_DIR = Path("/run/shadownet/mirrors")
+
+
+class LifecycleError(RuntimeError):
+    """A mirror could not be created or removed; the message says which step failed."""
+
+
+@dataclass
+class Container:
+    """A container port on a bridge, as OVSDB describes it."""
+
+    name: str
+    bridge: str
+    iface: str
+    ofport: int
+    dpid: int
+    mac: str
+    ips: list[str] = field(default_factory=list)
+    tenant: str = "default"
+    prefixlen: int = 24
+
+
+@dataclass
+class MirrorRecord:
+    container: str
+    tenant: str
+    netns: str
+    bridge: str
+    bridge_port: str
+    mirror_ofport: int
+    container_ofport: int
+    dpid: int
+    mac: str
+    ips: list[str]
+    prefixlen: int = 24
+
+    def registration(self) -> dict[str, Any]:
+        """The body the controller's ``POST /api/mirrors`` takes."""
+        return {"container": self.container, "tenant": self.tenant, "dpid": self.dpid,
+                "container_port": self.container_ofport, "mirror_port": self.mirror_ofport,
+                "mac": self.mac, "ips": self.ips, "netns": self.netns}
+
+
+def _run(cmd: list[str], check: bool = True) -> str:
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise LifecycleError(f"{' '.join(cmd)}: {result.stderr.strip() or result.returncode}")
+    return result.stdout
+
+
+def _vsctl(*args: str, check: bool = True) -> str:
+    return _run(["ovs-vsctl", "--timeout=10", *args], check)
+
+
+def netns_name(container: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", container)
+    return f"{NETNS_PREFIX}{safe}"
+
+
+def bridge_port_name(container: str) -> str:
+    """Interface names are limited to 15 bytes, so the bridge side is a hash."""
+    return f"sm{zlib.crc32(container.encode()):08x}"
+
+
+# --- discovery ---------------------------------------------------------------------------
+def _ovs_rows(table: str, columns: str) -> list[dict[str, Any]]:
+    raw = json.loads(_vsctl("--format=json", f"--columns={columns}", "list", table))
+    rows = []
+    for values in raw["data"]:
+        rows.append({name: _ovs_value(v) for name, v in zip(raw["headings"], values,
+                                                            strict=True)})
+    return rows
+
+
+def _ovs_value(value: Any) -> Any:
+    if isinstance(value, list) and value and value[0] == "map":
+        return {k: v for k, v in value[1]}
+    if isinstance(value, list) and value and value[0] == "set":
+        return [_ovs_value(v) for v in value[1]]
+    if isinstance(value, list) and value and value[0] == "uuid":
+        return value[1]
+    return value
+
+
+def attached_containers() -> list[Container]:
+    """Every OVS interface that ovs-docker style metadata marks as a container."""
+    found = []
+    dpids: dict[str, int] = {}
+    for row in _ovs_rows("Interface", "name,ofport,external_ids"):
+        ids = row["external_ids"] if isinstance(row["external_ids"], dict) else {}
+        if "container_id" not in ids or not isinstance(row["ofport"], int) or row["ofport"] <= 0:
+            continue
+        bridge = _vsctl("iface-to-br", row["name"], check=False).strip()
+        if not bridge:
+            continue
+        if bridge not in dpids:
+            raw = _vsctl("get", "Bridge", bridge, "datapath_id", check=False).strip().strip('"')
+            dpids[bridge] = int(raw, 16) if raw else 0
+        cidrs = [ip for ip in ids.get("container_ip", "").split(",") if ip]
+        found.append(Container(
+            name=ids["container_id"], bridge=bridge, iface=row["name"], ofport=row["ofport"],
+            dpid=dpids[bridge], mac=ids.get("attached-mac", "").lower(),
+            ips=[c.split("/")[0] for c in cidrs],
+            tenant=ids.get("tenant", "default"),
+            prefixlen=int(cidrs[0].split("/")[1]) if cidrs and "/" in cidrs[0] else 24,
+        ))
+    return sorted(found, key=lambda c: c.name)
+
+
+# --- create and remove ---------------------------------------------------------------------
+def create_mirror(container: Container) -> MirrorRecord:
+    """Make the mirror namespace, its veth, and plug it into the container's bridge."""
+    from pyroute2 import IPRoute, NetNS, netns
+
+    ns = netns_name(container.name)
+    port = bridge_port_name(container.name)
+    if ns not in netns.listnetns():
+        netns.create(ns)
+    try:
+        with IPRoute() as ipr:
+            if not ipr.link_lookup(ifname=port):
+                ipr.link("add", ifname=port, kind="veth",
+                         peer={"ifname": MIRROR_IFNAME, "net_ns_fd": ns})
+            idx = ipr.link_lookup(ifname=port)[0]
+            ipr.link("set", index=idx, state="up")
+        with NetNS(ns) as nsr:
+            for ifname in ("lo", MIRROR_IFNAME):
+                idx = nsr.link_lookup(ifname=ifname)[0]
+                nsr.link("set", index=idx, state="up", promiscuity=1)
+        # The mirror only listens: no IPv6 autoconf chatter, no checksum offload surprises.
+        _run(["ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"],
+             check=False)
+        _run(["ethtool", "-K", port, "tx", "off"], check=False)
+        _vsctl("--may-exist", "add-port", container.bridge, port, "--", "set", "Interface", port,
+               f"external_ids:shadownet-mirror={container.name}")
+        ofport = _wait_ofport(port)
+    except Exception:
+        destroy(container.name, container.bridge)
+        raise
+    record = MirrorRecord(
+        container=container.name, tenant=container.tenant, netns=ns, bridge=container.bridge,
+        bridge_port=port, mirror_ofport=ofport, container_ofport=container.ofport,
+        dpid=container.dpid, mac=container.mac, ips=list(container.ips),
+        prefixlen=container.prefixlen,
+    )
+    save_record(record)
+    return record
+
+
+def _wait_ofport(port: str, tries: int = 50) -> int:
+    import time
+
+    for _ in range(tries):
+        value = _vsctl("get", "Interface", port, "ofport", check=False).strip()
+        if value.lstrip("-").isdigit() and int(value) > 0:
+            return int(value)
+        time.sleep(0.1)
+    raise LifecycleError(f"OVS gave no OpenFlow port number to {port}")
+
+
+def destroy(container: str, bridge: str | None = None) -> None:
+    """Remove a mirror's bridge port, veth and namespace; missing pieces are fine."""
+    from pyroute2 import IPRoute, netns
+
+    port = bridge_port_name(container)
+    if bridge:
+        _vsctl("--if-exists", "del-port", bridge, port, check=False)
+    else:
+        _vsctl("--if-exists", "del-port", port, check=False)
+    with IPRoute() as ipr:
+        for idx in ipr.link_lookup(ifname=port):
+            ipr.link("del", index=idx)
+    ns = netns_name(container)
+    if ns in netns.listnetns():
+        netns.remove(ns)
+    (RECORD_DIR / f"{ns}.json").unlink(missing_ok=True)
+
+
+def save_record(record: MirrorRecord) -> None:
+    RECORD_DIR.mkdir(parents=True, exist_ok=True)
+    (RECORD_DIR / f"{record.netns}.json").write_text(json.dumps(asdict(record)))
+
+
+def existing_mirrors() -> list[MirrorRecord]:
+    """Mirrors left by an earlier agent: namespaces with our prefix and a record."""
+    from pyroute2 import netns
+
+    records = []
+    for ns in netns.listnetns():
+        if not ns.startswith(NETNS_PREFIX):
+            continue
+        path = RECORD_DIR / f"{ns}.json"
+        try:
+            records.append(MirrorRecord(**json.loads(path.read_text())))
+        except (OSError, ValueError, TypeError):
+            LOG.warning("mirror namespace %s has no usable record; removing it", ns)
+            netns.remove(ns)
+    return records

@@ -1,0 +1,178 @@
+"""The agent's observability API: per-container state, history, pcap, alerts, metrics.
+
+Every ``/api`` request carries ``Authorization: Bearer TOKEN``. A token is
+scoped to one tenant: it lists and reads that tenant's containers, and gets
+403 for another tenant's; an admin token reads everything. ``/metrics`` is for
+the local Prometheus and needs no token.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, request
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from werkzeug.exceptions import HTTPException
+
+api = Blueprint("mirror_api", __name__)
+KINDS = ("arp", "routes", "connections", "dns")
+
+
+def _agent() -> Any:
+    return current_app.extensions["shadownet_agent"]
+
+
+@api.before_request
+def _authenticate() -> None:
+    header = request.headers.get("Authorization", "")
+    token = header[7:] if header.startswith("Bearer ") else None
+    principal = _agent().tokens.get(token) if token else None
+    if principal is None:
+        abort(401, description="a valid 'Authorization: Bearer TOKEN' header is required")
+    g.principal = principal
+
+
+def _mirror(container: str) -> Any:
+    mirrored = _agent().mirrors.get(container)
+    if mirrored is None:
+        abort(404, description=f"no mirror for container {container!r}")
+    if not g.principal.may_read(mirrored.record.tenant):
+        abort(403, description=f"container {container!r} belongs to another tenant")
+    return mirrored
+
+
+def _float_arg(name: str) -> float | None:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        abort(400, description=f"query parameter {name!r} must be a UNIX time, got {raw!r}")
+
+
+@api.get("/api/containers")
+def containers():
+    visible = [m.summary() for m in list(_agent().mirrors.values())
+               if g.principal.may_read(m.record.tenant)]
+    return jsonify(sorted(visible, key=lambda m: m["container"]))
+
+
+@api.get("/api/containers/<container>")
+def container_summary(container: str):
+    return jsonify(_mirror(container).summary())
+
+
+@api.get("/api/containers/<container>/state")
+def state(container: str):
+    snap = _mirror(container).snapshot()
+    kind = request.args.get("kind")
+    if kind is not None:
+        if kind not in KINDS:
+            abort(400, description=f"'kind' must be one of {', '.join(KINDS)}, got {kind!r}")
+        return jsonify({kind: snap[kind]})
+    return jsonify(snap)
+
+
+@api.get("/api/containers/<container>/history")
+def history(container: str):
+    mirrored = _mirror(container)
+    kind = request.args.get("kind")
+    if kind is not None and kind not in ("arp", "route", "connection", "dns"):
+        abort(400, description="'kind' must be arp, route, connection or dns")
+    start, end = _float_arg("start"), _float_arg("end")
+    if start is not None and end is not None and end < start:
+        abort(400, description="'end' is before 'start'")
+    _agent().store.flush()
+    return jsonify(_agent().store.changes(mirrored.record.container, start, end, kind))
+
+
+@api.get("/api/containers/<container>/pcap")
+def pcap(container: str):
+    mirrored = _mirror(container)
+    start, end = _float_arg("start"), _float_arg("end")
+    if start is not None and end is not None and end < start:
+        abort(400, description="'end' is before 'start'")
+    body = mirrored.pcap(start, end)
+    return Response(body, mimetype="application/vnd.tcpdump.pcap", headers={
+        "Content-Disposition": f'attachment; filename="{container}.pcap"'})
+
+
+@api.get("/api/containers/<container>/alerts")
+def container_alerts(container: str):
+    mirrored = _mirror(container)
+    _agent().store.flush()
+    return jsonify(_agent().store.alerts([mirrored.record.container],
+                                         _float_arg("start"), _float_arg("end")))
+
+
+@api.get("/api/alerts")
+def alerts():
+    agent = _agent()
+    agent.store.flush()
+    names = None if g.principal.admin else [
+        m.record.container for m in agent.mirrors.values()
+        if m.record.tenant == g.principal.tenant]
+    return jsonify(agent.store.alerts(names, _float_arg("start"), _float_arg("end")))
+
+
+class _MirrorCollector:
+    """Per-mirror gauges read at scrape time (no hot-path cost)."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    def collect(self):
+        labels = ["container", "tenant"]
+        fams = {
+            "packets": GaugeMetricFamily("shadownet_mirror_packets", "Frames mirrored",
+                                         labels=labels),
+            "drops": GaugeMetricFamily("shadownet_mirror_drops",
+                                       "Frames lost (kernel drops) or malformed", labels=labels),
+            "lag": GaugeMetricFamily("shadownet_mirror_sync_lag_p99_seconds",
+                                     "p99 capture-to-applied lag", labels=labels),
+            "alerts": GaugeMetricFamily("shadownet_mirror_alerts_active", "Alerts firing",
+                                        labels=labels),
+        }
+        for m in list(self.agent.mirrors.values()):
+            key = [m.record.container, m.record.tenant]
+            s = m.summary()
+            fams["packets"].add_metric(key, s["packets"])
+            fams["drops"].add_metric(key, s["kernel_drops"] + s["malformed"])
+            fams["lag"].add_metric(key, s["lag"].get("p99_ms", 0) / 1000)
+            fams["alerts"].add_metric(key, s["alerts_active"])
+        yield from fams.values()
+
+
+def create_app(agent: Any) -> Flask:
+    app = Flask(__name__)
+    app.extensions["shadownet_agent"] = agent
+    app.register_blueprint(api)
+    registry = CollectorRegistry()
+    registry.register(_MirrorCollector(agent))
+
+    @app.get("/metrics")
+    def metrics():
+        return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        app.logger.exception("agent API failed")
+        return jsonify(error="Internal Server Error", message=type(exc).__name__, status=500), 500
+
+    return app
+
+
+def serve(agent: Any, host: str, port: int) -> Any:
+    """Serve the API from a thread; returns the server (call ``shutdown()`` to stop)."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, create_app(agent), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True, name="agent-api").start()
+    return server
