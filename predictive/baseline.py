@@ -61,6 +61,8 @@ class BaselineConfig:
     context_depth: int = 3  # longest bin sequence remembered as a context
     likelihood_short: int = 10  # rows averaged before the likelihood test
     likelihood_long: int = 3000  # rows of history the likelihood compares against
+    coarse_bins: int = 4  # bins of the second, coarse context channel (0 = off)
+    coarse_short: int = 20  # rows the coarse channel's likelihood averages
 
     def __post_init__(self) -> None:
         if self.window < 10 or self.short < 1 or self.min_history < 2:
@@ -83,6 +85,7 @@ class DriftScores(NamedTuple):
     ready: bool
     novelty_all: float = 0.0  # beyond everything ever seen, in units of that range
     context: float = 0.0  # anomaly likelihood of new contexts (predictive.context), [0, 1]
+    context_coarse: float = 0.0  # same on coarse bins, averaged over more rows, [0, 1]
 
 
 _NOT_READY = DriftScores(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, False)
@@ -133,7 +136,7 @@ class MetricBaseline:
     __slots__ = (
         "cfg", "n", "_sorted", "_fifo", "_short", "_ssum", "_ssq", "_prev_shift", "_prev_t",
         "_dt", "_rate", "_beyond", "_warm", "_period", "_lag", "_sdiff", "_sdsum", "_sext",
-        "_amin", "_amax", "_ctx", "_lik",
+        "_amin", "_amax", "_ctx", "_lik", "_cctx", "_clik",
     )
 
     def __init__(self, config: BaselineConfig | None = None) -> None:
@@ -159,6 +162,13 @@ class MetricBaseline:
         self._amax = -math.inf
         self._ctx = ContextNovelty(self.cfg.context_bins, self.cfg.context_depth)
         self._lik = AnomalyLikelihood(self.cfg.likelihood_short, self.cfg.likelihood_long)
+        # The coarse channel: fewer bins, a longer average - slower shape changes (spikes
+        # arriving more often, a damped daily cycle) that the fine channel sees as noise.
+        coarse = self.cfg.coarse_bins
+        self._cctx = ContextNovelty(coarse, self.cfg.context_depth) if coarse else None
+        self._clik = (
+            AnomalyLikelihood(self.cfg.coarse_short, self.cfg.likelihood_long) if coarse else None
+        )
 
     @property
     def period(self) -> int:
@@ -199,6 +209,12 @@ class MetricBaseline:
         warming = self._warm is not None
         seasonal = self._seasonal(t, x)
         context = self._lik.update(0.0 if warming else self._ctx.update(x))
+        cctx = self._cctx
+        coarse = (
+            self._clik.update(0.0 if warming else cctx.update(x))  # type: ignore[union-attr]
+            if cctx is not None
+            else 0.0
+        )
         if m >= cfg.min_history:
             med = srt[m >> 1]
             lo = srt[0]
@@ -234,7 +250,8 @@ class MetricBaseline:
             else:
                 novelty_all = 0.0
             scores = DriftScores(
-                dev, shift, self._rate, novelty, seasonal, vol, True, novelty_all, context
+                dev, shift, self._rate, novelty, seasonal, vol, True, novelty_all, context,
+                coarse,
             )
             self._track_level_shift(shift)
         else:
@@ -280,6 +297,10 @@ class MetricBaseline:
                 self._ctx.fit_range(warm_values)
                 for v in warm_values:
                     self._ctx.update(v)
+                if self._cctx is not None:
+                    self._cctx.fit_range(warm_values)
+                    for v in warm_values:
+                        self._cctx.update(v)
                 for _, v in self._warm[-self._period :] if self._period else ():
                     self._lag.append(v)
                 self._warm = None
@@ -334,6 +355,8 @@ class MetricBaseline:
             "amax": self._amax if math.isfinite(self._amax) else None,
             "ctx": self._ctx.state(),
             "lik": self._lik.state(),
+            "cctx": self._cctx.state() if self._cctx is not None else None,
+            "clik": self._clik.state() if self._clik is not None else None,
         }
 
     @classmethod
@@ -362,6 +385,12 @@ class MetricBaseline:
         b._amax = -math.inf if state["amax"] is None else float(state["amax"])
         b._ctx.load(state["ctx"])
         b._lik.load(state["lik"])
+        if b._cctx is not None and b._clik is not None:
+            if state.get("cctx") is not None:
+                b._cctx.load(state["cctx"])
+                b._clik.load(state["clik"])
+            elif b._warm is None and b._fifo:  # state saved before the coarse channel existed
+                b._cctx.fit_range(list(b._fifo))
         return b
 
 

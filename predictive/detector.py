@@ -47,7 +47,8 @@ class DetectorConfig:
     novelty_scale: float = 0.02  # novelty (range units) at which drift = 1 - 1/e
     window_novelty_weight: float = 0.1  # rolling-window novelty added to all-time novelty
     seasonal_weight: float = 0.0  # weight of the seasonal novelty in the drift evidence
-    context_weight: float = 0.8  # the context likelihood's weight against the noisy-OR
+    context_weight: float = 0.7  # the context likelihood's weight against the noisy-OR
+    coarse_context_weight: float = 0.8  # the same for the coarse context channel
     rate_scale: float = 2.0  # rate (z per interval) at which rate = 1 - 1/e
     rate_gate: float = 3.0  # |shift| below which the rate does not count
     rate_weight: float = 0.25  # weight of the rate component in the noisy-OR
@@ -183,7 +184,9 @@ class EntityDetector:
         rate_ev = 0.0
         worst: DriftScores | None = None
         worst_ev = -1.0
-        p_ctx = 0.0
+        p_ctx = 0.0  # weighted context likelihood, fine or coarse channel
+        p_fine = 0.0
+        p_coarse = 0.0
         deviations: dict[str, float] = {}
         for name, s in scores.items():
             if not s.ready:
@@ -193,8 +196,16 @@ class EntityDetector:
             sev = cfg.seasonal_weight * s.seasonal
             if sev > ev:
                 ev = sev
-            if s.context > p_ctx:
-                p_ctx = s.context
+            sc = cfg.context_weight * s.context
+            cc = cfg.coarse_context_weight * s.context_coarse
+            if cc > sc:
+                sc = cc
+            if sc > p_ctx:
+                p_ctx = sc
+            if s.context > p_fine:
+                p_fine = s.context
+            if s.context_coarse > p_coarse:
+                p_coarse = s.context_coarse
             aligned = s.rate if s.shift >= 0.0 else -s.rate
             r = aligned if (aligned > 0.0 and abs(s.shift) >= cfg.rate_gate) else 0.0
             if ev > drift_ev:
@@ -204,7 +215,7 @@ class EntityDetector:
             c = (
                 squash(ev, cfg.novelty_scale)
                 + cfg.rate_weight * squash(r, cfg.rate_scale)
-                + cfg.context_weight * s.context
+                + sc
             )
             if c > 0.0:
                 contrib.append((name, c))
@@ -233,7 +244,8 @@ class EntityDetector:
         f[7] = corr.joint_rise if corr else 0.0
         f[8] = held
         f[9] = worst.novelty_all if worst is not None else 0.0
-        f[10] = p_ctx
+        f[10] = p_fine
+        f[11] = p_coarse
         ready = worst is not None
         p_model = self.model.probability(f) if (self.model is not None and ready) else 0.0
         if self.model is not None:
@@ -242,9 +254,8 @@ class EntityDetector:
             prob = 1.0 - (1.0 - p_drift) * (1.0 - cfg.rate_weight * p_rate) * (
                 1.0 - cfg.correlation_weight * p_corr
             )
-            pc = cfg.context_weight * p_ctx
-            if pc > prob:
-                prob = pc
+            if p_ctx > prob:
+                prob = p_ctx
         alert = self._gate(prob)
         contrib.sort(key=lambda kv: -kv[1])
         if contrib:
@@ -260,7 +271,7 @@ class EntityDetector:
             alert=alert,
             components={
                 "drift": p_drift,
-                "context": p_ctx,
+                "context": p_fine if p_fine > p_coarse else p_coarse,
                 "rate": p_rate,
                 "correlation": p_corr,
                 "model": p_model,

@@ -27,7 +27,7 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 MODEL_FORMAT = "shadownet-predictive-model"
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 
 #: Per-row features, in the order the model sees them.  Produced by
 #: :meth:`predictive.detector.EntityDetector.features`.
@@ -43,6 +43,7 @@ FEATURES: tuple[str, ...] = (
     "novelty_recent",  # largest drift evidence over the last few rows (persistence)
     "novelty_all",  # beyond everything seen so far, in units of that range
     "context",  # anomaly likelihood of never-seen value contexts
+    "context_coarse",  # the same on the coarse context channel (4 bins, 20-row average)
 )
 
 
