@@ -67,6 +67,27 @@ class MirroredContainer:
                                               name=f"apply-{record.container}")
         self.capture = MirrorCapture(record.netns, lifecycle.MIRROR_IFNAME, self._frame)
 
+    def restore_from_history(self) -> int:
+        """After an agent restart: take ARP, routes and DNS back from the stored changes.
+
+        Connections are not restored: the TCP tracker picks live ones up mid-stream.
+        Returns how many entries came back.
+        """
+        final: dict[tuple[str, str], dict[str, Any] | None] = {}
+        for change in self.store.changes(self.record.container, None, None, limit=10**7):
+            if change["kind"] in ("arp", "route", "dns"):
+                final[(change["kind"], change["key"])] = (
+                    None if change["action"] == "remove" else change["value"])
+        tables = {"arp": self.engine.state.arp, "route": self.engine.state.routes,
+                  "dns": self.engine.state.dns}
+        restored = 0
+        with self.lock:
+            for (kind, key), value in final.items():
+                if value is not None:
+                    tables[kind][key] = value
+                    restored += 1
+        return restored
+
     def start(self) -> None:
         self._apply_thread.start()
         self.capture.start()
@@ -203,8 +224,7 @@ class MirrorAgent:
                 lifecycle.destroy(record.container, record.bridge)
                 self._controller("DELETE", f"/api/mirrors/{record.container}")
                 continue
-            LOG.info("mirror %s: adopted from an earlier agent", record.container)
-            self._start(record)
+            self._start(record, restore=True)
 
     def reconcile(self) -> None:
         attached = {c.name: c for c in lifecycle.attached_containers()}
@@ -225,8 +245,12 @@ class MirrorAgent:
         record = lifecycle.create_mirror(container)
         self._start(record)
 
-    def _start(self, record: MirrorRecord) -> None:
+    def _start(self, record: MirrorRecord, restore: bool = False) -> None:
         mirrored = MirroredContainer(record, self.store, self.rules, self.apply_state)
+        if restore:
+            count = mirrored.restore_from_history()
+            LOG.info("mirror %s: adopted from an earlier agent (%d entries restored)",
+                     record.container, count)
         mirrored.start()
         self.mirrors[record.container] = mirrored
         status = self._controller("POST", "/api/mirrors", record.registration())
