@@ -71,13 +71,19 @@ class ContextNovelty:
 
     def update(self, x: float) -> float:
         """Score ``x`` (fraction of its contexts never seen before), then remember them."""
+        b = math.floor((x - self.lo) / self.width)  # type: ignore[operator]
+        if b < -1:
+            b = -1
+        elif b > self.bins:
+            b = self.bins
         h = self.hist
-        h.append(self.symbol(x))
+        h.append(b)
         seen = self.seen
         new = 0
         ctx = tuple(h)
-        for k in range(len(ctx)):  # contexts of length n, n-1, ..., 1
-            c = ctx[k:]
+        n = len(ctx)
+        for k in range(n):  # contexts of length n, n-1, ..., 1
+            c = ctx[k:] if k else ctx
             if c not in seen:
                 seen.add(c)
                 new += 1
