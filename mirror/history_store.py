@@ -58,6 +58,8 @@ class HistoryStore:
                                     f"{str(exc).splitlines()[0]}") from None
         self._pending: list[Base] = []
         self._lock = threading.Lock()
+        # Held through the commit, so a reader that flushes first sees every earlier write.
+        self._commit_lock = threading.Lock()
 
     def add_change(self, container: str, change: dict[str, Any]) -> None:
         row = ChangeRow(container=container, ts=change["ts"], kind=change["kind"],
@@ -74,12 +76,13 @@ class HistoryStore:
             self._pending.append(row)
 
     def flush(self) -> int:
-        with self._lock:
-            rows, self._pending = self._pending, []
-        if rows:
-            with Session(self.engine) as session, session.begin():
-                session.add_all(rows)
-        return len(rows)
+        with self._commit_lock:
+            with self._lock:
+                rows, self._pending = self._pending, []
+            if rows:
+                with Session(self.engine) as session, session.begin():
+                    session.add_all(rows)
+            return len(rows)
 
     def changes(self, container: str, start: float | None, end: float | None,
                 kind: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:

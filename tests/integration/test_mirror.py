@@ -48,13 +48,18 @@ def start_services(h2) -> None:
     time.sleep(1.0)
 
 
-class TestMirrorEndToEnd(LabTest):
+class MirrorLabTest(LabTest):
+    """h1 belongs to tenant blue, h2 to red."""
+
     TOPO = "linear,2"
 
     @pytest.fixture()
     def lab(self):
-        with Lab(self.TOPO, tenants=TENANTS) as lab:
+        with Lab(self.TOPO, config=self.CONFIG, tenants=TENANTS) as lab:
             yield lab
+
+
+class TestMirrorEndToEnd(MirrorLabTest):
 
     def test_lifecycle_interception_state_and_api(self, lab):
         agent = lab.start_agent(tokens=TOKENS)
@@ -185,8 +190,7 @@ class TestMirrorEndToEnd(LabTest):
                                                   "admin-token-1")[1]["arp"])
 
 
-class TestMirrorPolicyAndRules(LabTest):
-    TOPO = "linear,2"
+class TestMirrorPolicyAndRules(MirrorLabTest):
     CONFIG = {"mirroring": {"protocols": ["arp", "dns"]}}
     RULES = {"rules": [{"name": "nxdomain-burst", "type": "nxdomain_rate", "threshold": 0.5,
                         "min_responses": 3, "window": 60, "severity": "critical",
@@ -215,8 +219,7 @@ class TestMirrorPolicyAndRules(LabTest):
         assert agent.request("/api/alerts", "red-token-1")[1] == []
 
 
-class TestMirrorSampling(LabTest):
-    TOPO = "linear,2"
+class TestMirrorSampling(MirrorLabTest):
     CONFIG = {"mirroring": {"protocols": ["tcp"], "sample": 0.5}}
 
     def test_select_group_samples_whole_flows(self, lab):
