@@ -56,4 +56,4 @@ def run_scenario(args: argparse.Namespace) -> int:
     else:
         print(f"{args.scenario} on {result['topo']}: " + ", ".join(
             f"{k}={v}" for k, v in result.items() if k != "topo"))
-    return 0 if result.get("dropped_pct", 0) == 0 else 1
+    return 0 if not result.get("dropped_pct") else 1

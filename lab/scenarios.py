@@ -38,4 +38,10 @@ def pingall(lab: Lab) -> dict[str, Any]:
     }
 
 
-SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {"pingall": pingall}
+def mirror(lab: Lab) -> dict[str, Any]:
+    from lab.mirror_scenario import mirror_scenario
+
+    return mirror_scenario(lab)
+
+
+SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {"pingall": pingall, "mirror": mirror}

@@ -45,3 +45,15 @@ def test_mn_custom_loads_our_topologies(custom, topo):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Exception" not in result.stderr, result.stderr
     assert "*** Done" in result.stderr
+
+
+def test_lab_run_mirror_scenario_agreement():
+    """The mirror scenario: the replicas agree with the containers' own kernels."""
+    result = subprocess.run([SHADOWNET, "lab", "run", "mirror", "--topo", "linear,2", "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["arp_entries"] > 0 and report["arp_agreement_pct"] == 100.0
+    assert report["tcp_established"] > 0 and report["tcp_established_agreement_pct"] == 100.0
+    assert report["dns_agreement_pct"] == 100.0
+    assert report["lag_samples"] > 0 and report["throughput_ratio"] > 0

@@ -41,7 +41,7 @@ def in_mirror(ns: str, *cmd: str) -> str:
 
 def start_services(h2) -> None:
     h2.cmd("python3 -m http.server 8000 >/dev/null 2>&1 &")
-    h2.cmd("dnsmasq --no-daemon --no-resolv --no-hosts --port=53 --listen-address="
+    h2.cmd("dnsmasq --no-daemon --no-resolv --no-hosts --local-ttl=300 --port=53 --listen-address="
            f"{h2.IP()} --bind-interfaces --address=/shadow.test/{h2.IP()} "
            "--address=/nosuch.test/ >/dev/null 2>&1 &")
     h2.cmd("iperf3 -s -D >/dev/null 2>&1")

@@ -1,0 +1,156 @@
+"""The ``mirror`` lab scenario: how faithful, how fast and how cheap the mirrors are.
+
+Real traffic from the first host to the others (ping, curl against an HTTP
+server, dig against dnsmasq, iperf3), then, while an iperf3 connection is up:
+
+- agreement of each container's kernel state with its mirror's replica: ARP
+  (``ip neigh``), established TCP connections (``ss -tn``), DNS answers (dig);
+- sync lag p50/p99, kernel receive time of a frame to its change applied in
+  the mirror namespace, as the agent measures it;
+- primary TCP throughput with mirroring off, on, and off again (ratio on/off).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from typing import Any
+
+from lab.network import Lab
+
+NAMES = [f"svc{i}.shadow.test" for i in range(5)]
+ADMIN = "scenario-admin-token"
+
+
+def _iperf(client, server, seconds: int = 4) -> float:
+    out = client.cmd(f"iperf3 -c {server.IP()} -t {seconds} -J")
+    try:
+        return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+    except (ValueError, KeyError):
+        return 0.0
+
+
+def _kernel_arp(host) -> set[tuple[str, str]]:
+    out = host.cmd("ip neigh show")
+    pairs = set()
+    for line in out.splitlines():
+        m = re.match(r"(\S+) dev \S+ lladdr (\S+) (\S+)", line)
+        if m and m.group(3) in ("REACHABLE", "STALE", "DELAY", "PROBE", "PERMANENT"):
+            pairs.add((m.group(1), m.group(2).lower()))
+    return pairs
+
+
+def _kernel_established(host) -> set[tuple[str, int, str, int]]:
+    out = host.cmd("ss -Htn state established")
+    conns = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 4:
+            local, peer = parts[-2], parts[-1]
+            lip, lport = local.rsplit(":", 1)
+            pip, pport = peer.rsplit(":", 1)
+            conns.add((_plain_ip(lip), int(lport), _plain_ip(pip), int(pport)))
+    return conns
+
+
+def _plain_ip(addr: str) -> str:
+    """``[::ffff:10.0.0.3]`` (a dual-stack socket) is 10.0.0.3 on the wire."""
+    addr = addr.strip("[]")
+    return addr[7:] if addr.startswith("::ffff:") else addr
+
+
+def _mirror_established(state: dict, ip: str) -> set[tuple[str, int, str, int]]:
+    conns = set()
+    for c in state["connections"]:
+        if c["proto"] != "tcp" or c["state"] != "ESTABLISHED":
+            continue
+        if c["orig_ip"] == ip:
+            conns.add((ip, c["orig_port"], c["resp_ip"], c["resp_port"]))
+        elif c["resp_ip"] == ip:
+            conns.add((ip, c["resp_port"], c["orig_ip"], c["orig_port"]))
+    return conns
+
+
+def _agreement(kernel: set, mirror: set) -> tuple[int, int]:
+    """(matching, total) over the union: both sides must hold the same entries."""
+    union = kernel | mirror
+    return len(kernel & mirror), len(union)
+
+
+def mirror_scenario(lab: Lab) -> dict[str, Any]:
+    hosts = lab.net.hosts
+    client, server = hosts[0], hosts[-1]
+    server.cmd("python3 -m http.server 8000 >/dev/null 2>&1 &")
+    addresses = " ".join(f"--address=/{n}/{server.IP()}" for n in NAMES)
+    server.cmd(f"dnsmasq --no-daemon --no-resolv --no-hosts --local-ttl=300 "
+               f"--listen-address={server.IP()} --bind-interfaces {addresses} "
+               "--address=/nosuch.test/ >/dev/null 2>&1 &")
+    server.cmd("iperf3 -s -D >/dev/null 2>&1")
+    time.sleep(1)
+    lab.net.pingAll(timeout="1")
+    off_before = _iperf(client, server)
+
+    agent = lab.start_agent(tokens={"tokens": {ADMIN: {"admin": True}}})
+    lab.wait_for_mirrors(len(hosts))
+    time.sleep(1)
+    # Start from empty caches so every entry the kernel learns crosses the mirror.
+    for host in hosts:
+        host.cmd("ip neigh flush all")
+    for host in hosts[1:]:
+        client.cmd(f"ping -c 3 -i 0.2 {host.IP()}")
+    for _ in range(10):
+        client.cmd(f"curl -s -o /dev/null http://{server.IP()}:8000/")
+    dig_answers: dict[str, set[str]] = {}
+    for name in NAMES:
+        dig_answers[name] = set(client.cmd(f"dig +short @{server.IP()} {name}").split())
+    for i in range(3):
+        client.cmd(f"dig +short @{server.IP()} n{i}.nosuch.test")
+
+    on = _iperf(client, server)
+    long_iperf = client.popen(["iperf3", "-c", server.IP(), "-t", "10", "-b", "20M", "-P", "3"])
+    time.sleep(4)
+    arp_ok = arp_all = tcp_ok = tcp_all = 0
+    states: dict[str, dict] = {}
+    for host in hosts:
+        _, states[host.name] = agent.request(f"/api/containers/{host.name}/state", ADMIN)
+    kernel_tcp = {h.name: _kernel_established(h) for h in hosts}
+    kernel_arp = {h.name: _kernel_arp(h) for h in hosts}
+    for host in hosts:
+        state = states[host.name]
+        ok, total = _agreement(kernel_arp[host.name],
+                               {(a["ip"], a["mac"].lower()) for a in state["arp"]})
+        arp_ok, arp_all = arp_ok + ok, arp_all + total
+        ok, total = _agreement(kernel_tcp[host.name], _mirror_established(state, host.IP()))
+        tcp_ok, tcp_all = tcp_ok + ok, tcp_all + total
+    long_iperf.wait(30)
+    dns_state = {d["name"]: {a["data"] for a in d["answers"] if a["type"] == "A"}
+                 for d in states[client.name]["dns"] if d["rcode"] == "NOERROR"}
+    dns_ok = sum(1 for n, ips in dig_answers.items() if ips and dns_state.get(n) == ips)
+    summaries = [agent.request(f"/api/containers/{h.name}", ADMIN)[1] for h in hosts]
+    kernel_drops = sum(s["kernel_drops"] for s in summaries)
+    lags = [s["lag"] for s in summaries if s["lag"].get("samples")]
+    agent.stop()
+    lab.agent = None
+    lab._remove_mirrors()
+    time.sleep(1)
+    off_after = _iperf(client, server)
+    off = statistics.mean([off_before, off_after])
+    return {
+        "hosts": len(hosts),
+        "mirrored_packets": sum(s["packets"] for s in summaries),
+        "mirror_kernel_drops": kernel_drops,
+        "arp_agreement_pct": round(100 * arp_ok / arp_all, 1) if arp_all else None,
+        "arp_entries": arp_all,
+        "tcp_established_agreement_pct": round(100 * tcp_ok / tcp_all, 1) if tcp_all else None,
+        "tcp_established": tcp_all,
+        "dns_agreement_pct": round(100 * dns_ok / len(NAMES), 1),
+        "sync_lag_p50_ms": (round(statistics.median(x["p50_ms"] for x in lags), 3)
+                            if lags else None),
+        "sync_lag_p99_ms": max(x["p99_ms"] for x in lags) if lags else None,
+        "lag_samples": sum(x["samples"] for x in lags),
+        "throughput_off_mbps": round(off, 1),
+        "throughput_on_mbps": round(on, 1),
+        "throughput_ratio": round(on / off, 3) if off else None,
+    }
