@@ -16,10 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from predictive.detector import COMPONENTS, DetectorConfig, EntityDetector
-from predictive.model import FailureModel
 from predictive.nab.corpus import DEFAULT_NAB_DIR, load_corpus
 from predictive.series_io import read_series_csv, write_scores_csv
+
+# The detector and model pull in scikit-learn (over a second to import); the
+# commands import them when they run, so `shadownet --help` and the other
+# command groups start fast.
 
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
@@ -129,10 +131,16 @@ def _thr(t: float | None) -> str:
 
 # -- score ------------------------------------------------------------------------------------
 
-SCORE_COLUMNS = ("failure_probability", "alert", *COMPONENTS, "top_metric")
+def score_columns() -> tuple[str, ...]:
+    from predictive.detector import COMPONENTS
+
+    return ("failure_probability", "alert", *COMPONENTS, "top_metric")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from predictive.detector import COMPONENTS, DetectorConfig, EntityDetector
+    from predictive.model import FailureModel
+
     table = read_series_csv(args.input)
     model = FailureModel.load(args.model) if args.model else None
     cfg = DetectorConfig()
@@ -158,21 +166,21 @@ def cmd_score(args: argparse.Namespace) -> int:
                 "rows": len(rows),
                 "model": None if model is None else model.meta,
                 "seconds": round(elapsed, 3),
-                "columns": ["timestamp", *SCORE_COLUMNS],
+                "columns": ["timestamp", *score_columns()],
                 "scores": [[ts, *r] for ts, r in zip(table.raw_times, rows, strict=True)],
             },
             sys.stdout,
         )
         print()
     elif args.output:
-        write_scores_csv(args.output, table.raw_times, SCORE_COLUMNS, rows)
+        write_scores_csv(args.output, table.raw_times, score_columns(), rows)
         peak = max(r[0] for r in rows)
         print(
             f"wrote {len(rows)} rows to {args.output} "
             f"(max failure_probability {peak:.3f}, {len(rows) / max(elapsed, 1e-9):,.0f} rows/s)"
         )
     else:
-        write_scores_csv(sys.stdout, table.raw_times, SCORE_COLUMNS, rows)
+        write_scores_csv(sys.stdout, table.raw_times, score_columns(), rows)
     return 0
 
 
