@@ -1,4 +1,4 @@
-"""Run ``shadownet-manager`` as a child process, the way a user would."""
+"""Run ``shadownet-manager`` and ``shadownet-agent`` as child processes, as a user would."""
 
 from __future__ import annotations
 
@@ -21,8 +21,69 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ControllerProcess:
-    """A controller child process with its own ports, database and log file."""
+class ChildProcess:
+    """A Python child with an HTTP API on 127.0.0.1, a log file, and a clean stop."""
+
+    name = "child"
+    ready_path = "/"
+
+    def __init__(self, workdir: Path, api_port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.api_port = api_port or free_port()
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _spawn(self, cmd: list[str], timeout: float) -> None:
+        """Start ``cmd`` and wait until ``ready_path`` answers (or the child dies)."""
+        self.starts += 1
+        with open(self.log_path, "a") as log:
+            log.write(f"--- start {self.starts}: {' '.join(cmd)}\n")
+            log.flush()
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                code = self.proc.returncode
+                raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
+            try:
+                urllib.request.urlopen(self.base_url + self.ready_path, timeout=2).close()
+                return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f}s:\n"
+                           f"{self.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, then SIGKILL if it will not go. Returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class ControllerProcess(ChildProcess):
+    """A controller with its own ports, database and log file."""
+
+    name = "controller"
+    ready_path = "/api/health"
 
     def __init__(
         self,
@@ -34,19 +95,11 @@ class ControllerProcess:
         api_port: int | None = None,
         hub: str | None = None,
     ) -> None:
-        self.workdir = Path(workdir)
+        super().__init__(workdir, api_port)
         self.db_url = db_url or f"sqlite:///{self.workdir / 'state.db'}"
         self.config_file = config_file
         self.ofp_port = ofp_port or free_port()
-        self.api_port = api_port or free_port()
         self.hub = hub
-        self.log_path = self.workdir / "controller.log"
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
 
     def start(self, timeout: float = 30.0) -> None:
         cmd = [
@@ -61,37 +114,7 @@ class ControllerProcess:
             cmd += ["--config-file", str(self.config_file)]
         if self.hub:
             cmd += ["--hub", self.hub]
-        self.starts += 1
-        log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child
-        log.write(f"--- start {self.starts}: {' '.join(cmd)}\n")
-        log.flush()
-        self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise RuntimeError(f"controller exited with {code}:\n{self.log_tail()}")
-            try:
-                self.get("/api/health")
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"controller did not answer within {timeout:.0f}s:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """SIGTERM, then SIGKILL if it will not go. Returns the exit status."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
+        self._spawn(cmd, timeout)
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
@@ -101,37 +124,20 @@ class ControllerProcess:
         with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
             return resp.read().decode()
 
-    def get_status(self, path: str) -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
 
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+class AgentProcess(ChildProcess):
+    """The per-host mirroring agent (``shadownet-agent``)."""
 
-
-class AgentProcess:
-    """The per-host mirroring agent as a child process (``shadownet-agent``)."""
+    name = "agent"
+    ready_path = "/metrics"
 
     def __init__(self, workdir: Path, controller_url: str, *, tokens: Path | None = None,
                  rules: Path | None = None, api_port: int | None = None) -> None:
-        self.workdir = Path(workdir)
+        super().__init__(workdir, api_port)
         self.controller_url = controller_url
         self.tokens, self.rules = tokens, rules
-        self.api_port = api_port or free_port()
-        self.log_path = self.workdir / "agent.log"
-        self.proc: subprocess.Popen | None = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def start(self, remove_on_exit: bool = True) -> None:
+    def start(self, remove_on_exit: bool = True, timeout: float = 30.0) -> None:
         cmd = [sys.executable, "-m", "mirror.agent", "--controller", self.controller_url,
                "--api-port", str(self.api_port), "--poll-interval", "0.5",
                "--db-url", f"sqlite:///{self.workdir / 'agent.db'}"]
@@ -141,33 +147,10 @@ class AgentProcess:
             cmd += ["--rules", str(self.rules)]
         if remove_on_exit:
             cmd.append("--remove-on-exit")
-        log = open(self.log_path, "a")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"agent exited with {self.proc.returncode}:\n{self.log_tail()}")
-            try:
-                urllib.request.urlopen(self.base_url + "/metrics", timeout=2).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"agent did not answer:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
+        self._spawn(cmd, timeout)
 
     def request(self, path: str, token: str | None = None) -> tuple[int, Any]:
+        """GET with an optional bearer token: (status, JSON or raw bytes)."""
         req = urllib.request.Request(self.base_url + path)
         if token:
             req.add_header("Authorization", f"Bearer {token}")
@@ -179,9 +162,3 @@ class AgentProcess:
                 return resp.status, body
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-        except OSError:
-            return "(no log)"

@@ -89,7 +89,7 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
                "--address=/nosuch.test/ >/dev/null 2>&1 &")
     server.cmd("iperf3 -s -D >/dev/null 2>&1")
     time.sleep(1)
-    lab.net.pingAll(timeout="1")
+    lab.net.pingAll(timeout="3")
     off_before = _iperf(client, server)
 
     agent = lab.start_agent(tokens={"tokens": {ADMIN: {"admin": True}}})

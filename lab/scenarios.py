@@ -29,7 +29,7 @@ def iperf3_pair(lab: Lab, seconds: int = 3) -> float:
 
 def pingall(lab: Lab) -> dict[str, Any]:
     """Every host pings every other host once; then one iperf3 pair."""
-    dropped = lab.net.pingAll(timeout="1")
+    dropped = lab.net.pingAll(timeout="3")
     return {
         "hosts": len(lab.net.hosts),
         "pairs": lab.host_pairs(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -68,3 +69,14 @@ def our_cookies(switch: str) -> set[int]:
         if line.startswith("cookie="):
             cookies.add(int(line.split(",")[0].split("=")[1], 16))
     return cookies
+
+
+def wait_for(predicate, timeout: float = 30.0, step: float = 0.3):
+    """Poll until ``predicate()`` is truthy; returns its last value (no timed asserts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()

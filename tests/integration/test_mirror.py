@@ -12,21 +12,11 @@ from pathlib import Path
 import pytest
 
 from lab.network import Lab
-from tests.integration.conftest import LabTest
+from tests.integration.conftest import LabTest, wait_for
 
 TOKENS = {"tokens": {"blue-token-1": {"tenant": "blue"}, "red-token-1": {"tenant": "red"},
                      "admin-token-1": {"admin": True}}}
 TENANTS = {"h1": "blue", "h2": "red"}
-
-
-def wait_for(predicate, timeout: float = 20.0, step: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 def netns_list() -> list[str]:
@@ -69,7 +59,7 @@ class TestMirrorEndToEnd(MirrorLabTest):
         h1, h2 = lab.net.get("h1", "h2")
         start_services(h2)
         t0 = time.time()
-        assert lab.net.ping([h1, h2], timeout="1") == 0
+        assert lab.net.ping([h1, h2], timeout="3") == 0
         assert "200" in h1.cmd(f"curl -s -o /dev/null -w '%{{http_code}}' http://{h2.IP()}:8000/")
         assert h2.IP() in h1.cmd(f"dig +short @{h2.IP()} shadow.test")
         assert "NXDOMAIN" in h1.cmd(f"dig @{h2.IP()} nosuch.test")
@@ -145,7 +135,7 @@ class TestMirrorEndToEnd(MirrorLabTest):
         agent = lab.start_agent(tokens=TOKENS)
         lab.wait_for_mirrors(2)
         h1, h2 = lab.net.get("h1", "h2")
-        assert lab.net.ping([h1, h2], timeout="1") == 0
+        assert lab.net.ping([h1, h2], timeout="3") == 0
         wait_for(lambda: h2.IP() in in_mirror("snm-h1", "ip", "neigh"))
 
         # Read-only: whatever the mirror sends is dropped at the bridge.
@@ -185,7 +175,7 @@ class TestMirrorEndToEnd(MirrorLabTest):
         assert wait_for(lambda: "adopted from an earlier agent" in agent.log_tail(60))
         assert os.stat("/run/netns/snm-h1").st_ino == inode
         assert len(lab.controller.get("/api/mirrors")) == 2
-        assert lab.net.ping([h1, h2], timeout="1") == 0
+        assert lab.net.ping([h1, h2], timeout="3") == 0
         assert wait_for(lambda: lab.agent.request("/api/containers/h1/state",
                                                   "admin-token-1")[1]["arp"])
 
@@ -201,7 +191,7 @@ class TestMirrorPolicyAndRules(MirrorLabTest):
         lab.wait_for_mirrors(2)
         h1, h2 = lab.net.get("h1", "h2")
         start_services(h2)
-        assert lab.net.ping([h1, h2], timeout="1") == 0
+        assert lab.net.ping([h1, h2], timeout="3") == 0
         for i in range(5):
             h1.cmd(f"dig +tries=1 +time=1 @{h2.IP()} n{i}.nosuch.test")
         code, state = agent.request("/api/containers/h1/state", "admin-token-1")
@@ -230,7 +220,7 @@ class TestMirrorSampling(MirrorLabTest):
         assert "type=select" in groups and "weight:500" in groups
         h1, h2 = lab.net.get("h1", "h2")
         start_services(h2)
-        assert lab.net.ping([h1, h2], timeout="1") == 0
+        assert lab.net.ping([h1, h2], timeout="3") == 0
         total = 40
         for _ in range(total):
             h1.cmd(f"curl -s -o /dev/null http://{h2.IP()}:8000/")

@@ -7,7 +7,7 @@ from tests.integration.conftest import LabTest, our_cookies
 
 class PingallTest(LabTest):
     def test_pingall_no_loss_and_table_matches_switches(self, lab):
-        assert lab.net.pingAll(timeout="1") == 0
+        assert lab.net.pingAll(timeout="3") == 0
         active = lab.controller.get("/api/flows?status=active")
         assert active, "no flows in the signature table after pingall"
         by_switch: dict[int, set[int]] = {}

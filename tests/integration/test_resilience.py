@@ -6,19 +6,9 @@ import re
 import subprocess
 import time
 
-from tests.integration.conftest import LabTest, our_cookies
+from tests.integration.conftest import LabTest, our_cookies, wait_for
 
 RECONCILE_FAST = {"reconcile": {"interval": 1, "flush_interval": 0.2}}
-
-
-def wait_for(predicate, timeout: float = 30.0, step: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 class TestLinkCut(LabTest):
@@ -26,7 +16,7 @@ class TestLinkCut(LabTest):
 
     def test_traffic_resumes_on_another_path(self, lab):
         h1, h4 = lab.net.get("h1", "h4")
-        assert lab.net.ping([h1, h4], timeout="1") == 0
+        assert lab.net.ping([h1, h4], timeout="3") == 0
         before = lab.controller.get(f"/api/path?src={h1.IP()}&dst={h4.IP()}")["switches"]
         count, interval = 120, 0.05
         stream = h1.popen(["ping", "-n", "-i", str(interval), "-c", str(count), "-W", "1",
@@ -52,7 +42,7 @@ class TestControllerRestart(LabTest):
     CONFIG = RECONCILE_FAST
 
     def test_table_reloaded_and_switches_resynced(self, lab):
-        assert lab.net.pingAll(timeout="1") == 0
+        assert lab.net.pingAll(timeout="3") == 0
         active = {e["cookie"] for e in lab.controller.get("/api/flows?status=active")}
         s1_before = our_cookies("s1")
         assert s1_before
@@ -76,7 +66,7 @@ class TestControllerRestart(LabTest):
         metrics = lab.controller.get_text("/metrics")
         assert 'shadownet_reconcile_repairs_total{kind="missing"}' in metrics
         lab.wait_for_discovery()
-        assert lab.net.pingAll(timeout="1") == 0
+        assert lab.net.pingAll(timeout="3") == 0
 
 
 class TestIdleTimeout(LabTest):
@@ -85,7 +75,7 @@ class TestIdleTimeout(LabTest):
 
     def test_expiry_is_reflected_in_table(self, lab):
         h1, h2 = lab.net.get("h1", "h2")
-        assert lab.net.ping([h1, h2], timeout="1") == 0
+        assert lab.net.ping([h1, h2], timeout="3") == 0
         installed = lab.controller.get(f"/api/flows?mac={h1.MAC()}")
         assert installed and all(f["idle_timeout"] == 2 for f in installed)
         cookies = {f["cookie"] for f in installed}
