@@ -1,0 +1,125 @@
+"""The agent's observability API, token file and history store, without OVS."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from mirror.history_store import HistoryStore
+from mirror.observability import create_app
+from mirror.tenancy import TokenFileError, parse_tokens
+
+TOKENS = parse_tokens({"tokens": {"blue-token-1": {"tenant": "blue"},
+                                  "admin-token-1": {"admin": True}}})
+
+
+class FakeMirror:
+    def __init__(self, name: str, tenant: str) -> None:
+        self.record = SimpleNamespace(container=name, tenant=tenant)
+
+    def summary(self):
+        return {"container": self.record.container, "tenant": self.record.tenant,
+                "packets": 7, "kernel_drops": 0, "malformed": 1, "alerts_active": 0,
+                "lag": {"samples": 1, "p50_ms": 1.0, "p99_ms": 2.0}}
+
+    def snapshot(self):
+        return {"arp": [{"ip": "10.0.0.2", "mac": "00:00:00:00:00:02"}], "routes": [],
+                "connections": [], "dns": []}
+
+    def pcap(self, start, end):
+        return b"\xd4\xc3\xb2\xa1" + b"\0" * 20
+
+
+@pytest.fixture()
+def client(tmp_path):
+    store = HistoryStore(f"sqlite:///{tmp_path / 'agent.db'}")
+    store.add_change("h1", {"ts": 10.0, "kind": "arp", "action": "add", "key": "10.0.0.2",
+                            "value": {"mac": "00:00:00:00:00:02"}})
+    store.add_change("h1", {"ts": 20.0, "kind": "dns", "action": "add", "key": "a.test A",
+                            "value": {}})
+    store.add_alert("h1", "blue", {"ts": 15.0, "rule": "r", "severity": "warning",
+                                   "message": "m", "labels": {}})
+    agent = SimpleNamespace(tokens=TOKENS, store=store,
+                            mirrors={"h1": FakeMirror("h1", "blue"),
+                                     "h2": FakeMirror("h2", "red")})
+    return create_app(agent).test_client()
+
+
+def auth(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_token_required(client):
+    assert client.get("/api/containers").status_code == 401
+    assert client.get("/api/containers", headers=auth("nope-nope-nope")).status_code == 401
+    assert client.get("/metrics").status_code == 200
+
+
+def test_tenant_scoping(client):
+    listed = client.get("/api/containers", headers=auth("blue-token-1")).json
+    assert [c["container"] for c in listed] == ["h1"]
+    assert client.get("/api/containers/h2/state", headers=auth("blue-token-1")).status_code == 403
+    assert client.get("/api/containers/h2/state", headers=auth("admin-token-1")).status_code == 200
+    assert client.get("/api/containers/h9", headers=auth("admin-token-1")).status_code == 404
+
+
+def test_state_kind_filter(client):
+    body = client.get("/api/containers/h1/state?kind=arp", headers=auth("blue-token-1")).json
+    assert list(body) == ["arp"]
+    resp = client.get("/api/containers/h1/state?kind=bogus", headers=auth("blue-token-1"))
+    assert resp.status_code == 400 and resp.is_json
+
+
+def test_history_time_range(client):
+    h = auth("blue-token-1")
+    assert len(client.get("/api/containers/h1/history", headers=h).json) == 2
+    assert [c["kind"] for c in
+            client.get("/api/containers/h1/history?start=15", headers=h).json] == ["dns"]
+    assert client.get("/api/containers/h1/history?kind=arp", headers=h).json[0]["key"] == \
+        "10.0.0.2"
+    assert client.get("/api/containers/h1/history?start=x", headers=h).status_code == 400
+    assert client.get("/api/containers/h1/history?start=5&end=1", headers=h).status_code == 400
+
+
+def test_pcap_and_alerts(client):
+    resp = client.get("/api/containers/h1/pcap", headers=auth("blue-token-1"))
+    assert resp.status_code == 200 and resp.mimetype == "application/vnd.tcpdump.pcap"
+    alerts = client.get("/api/alerts", headers=auth("blue-token-1")).json
+    assert [a["rule"] for a in alerts] == ["r"]
+
+
+def test_metrics_per_mirror(client):
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'shadownet_mirror_packets{container="h1",tenant="blue"} 7.0' in text
+    assert 'shadownet_mirror_drops{container="h1",tenant="blue"} 1.0' in text
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({"tokens": {"short": {"tenant": "a"}}}, "at least 8 characters"),
+    ({"tokens": {"long-enough-1": {"tenant": 5}}}, "field 'tenant' must be a string"),
+    ({"tokens": {"long-enough-1": {"admin": "yes"}}}, "field 'admin' must be true or false"),
+    ({"tokens": {"long-enough-1": {"colour": "x"}}}, "fields are"),
+    ({"nope": 1}, "expected a mapping"),
+])
+def test_bad_token_files(data, needle):
+    with pytest.raises(TokenFileError) as exc:
+        parse_tokens(data, "tokens.yaml")
+    assert needle in str(exc.value)
+
+
+def test_agent_cli_refuses_bad_files_in_one_line(tmp_path):
+    bad_rules = tmp_path / "rules.yaml"
+    bad_rules.write_text("rules:\n  - name: r\n    type: rst_storm\n    threshold: lots\n")
+    result = subprocess.run([sys.executable, "-m", "mirror.agent", "--rules", str(bad_rules),
+                             "--db-url", f"sqlite:///{tmp_path / 'a.db'}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("shadownet-agent: error:") and "threshold" in result.stderr
+    assert "Traceback" not in result.stderr
+    missing = subprocess.run([sys.executable, "-m", "mirror.agent", "--tokens",
+                              str(tmp_path / "none.yaml")], capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 2 and "cannot read token file" in missing.stderr
