@@ -15,7 +15,7 @@ PACKAGES=(
   iperf3 ethtool tcpdump iproute2 iptables iputils-ping curl conntrack dnsutils dnsmasq-base
 )
 if [[ "${SHADOWNET_DEV:-0}" == 1 ]]; then
-  PACKAGES+=(vagrant tshark)
+  PACKAGES+=(vagrant tshark chromium)
 fi
 
 log() { printf 'provision: %s\n' "$*" >&2; }

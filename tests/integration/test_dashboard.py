@@ -1,0 +1,56 @@
+"""The dashboard in a real headless browser, against a real controller and lab."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from tests.integration.conftest import LabTest
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true: chromium is not installed (make setup installs it)")
+        pytest.skip("chromium not installed")
+    return path
+
+
+def render(url: str, extra: list[str] | None = None) -> str:
+    """Load ``url`` headless, let its scripts run, return the DOM."""
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=8000",
+             *(extra or []), "--dump-dom", url],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def table_rows(dom: str, table_id: str) -> int:
+    match = re.search(rf'<table id="{table_id}">(.*?)</table>', dom, re.S)
+    assert match, f"no table {table_id}"
+    return max(0, match.group(1).count("<tr>") - 1)  # minus the header row
+
+
+class TestDashboard(LabTest):
+    TOPO = "ring,4"
+
+    def test_dashboard_shows_switches_hosts_and_flows(self, lab):
+        assert lab.net.pingAll(timeout="3") == 0
+        dom = render(lab.controller.base_url + "/")
+        assert "status: ok" in dom
+        assert table_rows(dom, "switches") == 4
+        assert table_rows(dom, "hosts") == 4
+        active = len(lab.controller.get("/api/flows?status=active&limit=200"))
+        assert table_rows(dom, "flows") == active > 0
+        assert "0x5348" in dom  # cookies, as ovs-ofctl shows them
