@@ -197,11 +197,13 @@ class MirrorAgent:
         self.poll_interval = poll_interval
         self.apply_state = apply_state
         self.mirrors: dict[str, MirroredContainer] = {}
+        self.unregistered: set[str] = set()  # mirrors the controller has not accepted yet
         self.lock = threading.RLock()
         self._stop = threading.Event()
 
     # --- controller ---------------------------------------------------------------------
     def _controller(self, method: str, path: str, body: Any = None) -> int:
+        """Call the controller's REST API; 0 when it cannot be reached."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.controller_url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
@@ -212,6 +214,20 @@ class MirrorAgent:
             LOG.warning("controller %s %s: %s %s", method, path, exc.code,
                         exc.read()[:200].decode(errors="replace"))
             return exc.code
+        except OSError as exc:
+            LOG.warning("controller %s %s unreachable: %s", method, path, exc)
+            return 0
+
+    def _register(self, name: str) -> None:
+        mirrored = self.mirrors.get(name)
+        if mirrored is None:
+            self.unregistered.discard(name)
+            return
+        status = self._controller("POST", "/api/mirrors", mirrored.record.registration())
+        if status == 201:
+            self.unregistered.discard(name)
+        else:
+            self.unregistered.add(name)  # retried every poll until the controller takes it
 
     # --- lifecycle ----------------------------------------------------------------------
     def adopt_existing(self) -> None:
@@ -235,6 +251,8 @@ class MirrorAgent:
             for name, container in attached.items():
                 if name not in self.mirrors:
                     self._add(container)
+            for name in list(self.unregistered):
+                self._register(name)
 
     def _add(self, container: Container) -> None:
         if not container.mac:
@@ -253,12 +271,11 @@ class MirrorAgent:
                      record.container, count)
         mirrored.start()
         self.mirrors[record.container] = mirrored
-        status = self._controller("POST", "/api/mirrors", record.registration())
-        if status != 201:
-            LOG.warning("mirror %s: controller answered %s", record.container, status)
+        self._register(record.container)
 
     def _remove(self, name: str) -> None:
         mirrored = self.mirrors.pop(name)
+        self.unregistered.discard(name)
         LOG.info("container %s detached; removing its mirror", name)
         self._controller("DELETE", f"/api/mirrors/{name}")
         mirrored.stop()

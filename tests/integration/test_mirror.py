@@ -175,6 +175,15 @@ class TestMirrorEndToEnd(MirrorLabTest):
         assert wait_for(lambda: "adopted from an earlier agent" in agent.log_tail(60))
         assert os.stat("/run/netns/snm-h1").st_ino == inode
         assert len(lab.controller.get("/api/mirrors")) == 2
+
+        # A controller restart keeps the mirrors (persisted) and the copies flowing.
+        lab.restart_controller()
+        lab.wait_for_discovery()
+        assert len(lab.controller.get("/api/mirrors")) == 2
+        before = agent.request("/api/containers/h1", "admin-token-1")[1]["packets"]
+        assert lab.net.ping([h1, h2], timeout="3") == 0
+        assert wait_for(lambda: agent.request("/api/containers/h1", "admin-token-1")[1][
+            "packets"] > before)
         assert lab.net.ping([h1, h2], timeout="3") == 0
         assert wait_for(lambda: lab.agent.request("/api/containers/h1/state",
                                                   "admin-token-1")[1]["arp"])
