@@ -1,0 +1,123 @@
+"""One object the os-ken app calls for services: packet-ins, probes, intervals, removals.
+
+``ServiceRuntime`` owns the health monitor, the shadow table, the redirection
+engine and the steering rules, and shares the controller's signature table
+and topology graph. Like ``Forwarder`` it returns ``(dpid, message)`` pairs and
+sends nothing, so the whole loop (a client connects, a node degrades, the
+service switches, the counters verify it) runs in unit tests against a fake
+pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from controller import ofmsgs
+from controller.network_graph import NetworkGraph
+from controller.services.health import HealthMonitor, NodeHealth
+from controller.services.redirection import Plan, RedirectionEngine
+from controller.services.service import Node, ServiceTable
+from controller.services.shadow_table import FlowKey, ShadowTable, ShadowWeights
+from controller.services.steering import (
+    Steering,
+    parse_vip_arp,
+    parse_vip_flow,
+    vip_arp_reply,
+    vip_punts,
+)
+from controller.signature_table import SignatureTable
+from predictive.engine import PredictiveEngine
+
+OutMsg = tuple[int, Any]
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        services: ServiceTable,
+        table: SignatureTable,
+        graph: NetworkGraph | None = None,
+        *,
+        engine: PredictiveEngine | None = None,
+        weights: ShadowWeights | None = None,
+        keep_seconds: float = 300.0,
+        locate: Callable[[Node], int | None] | None = None,
+        ensure_path: Callable[[str, Node], list[OutMsg]] | None = None,
+        forward_priority: int = 100,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``ensure_path(client_mac, node)`` returns the flow-mods for the ordinary
+        client<->node path (the app passes the forwarder's ``install_pair``)."""
+        self.services = services
+        self.clock = clock
+        self.health = HealthMonitor(engine)
+        self.shadow = ShadowTable(services, graph, weights, keep_seconds=keep_seconds,
+                                  locate=locate)
+        self.redirection = RedirectionEngine(services, self.shadow)
+        self.steering = Steering(table, self.shadow, forward_priority)
+        self.ensure_path = ensure_path or (lambda client_mac, node: [])
+        self._client_macs: dict[FlowKey, str] = {}
+
+    def switch_connected(self, dpid: int) -> list[OutMsg]:
+        """Every edge switch sends VIP traffic and ARP for VIPs to the controller."""
+        return [m for svc in self.services for m in vip_punts(svc, dpid)]
+
+    def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[OutMsg] | None:
+        """Handle a VIP packet (ARP or a new flow); None when it is not about a service,
+        so the app hands it to the forwarder instead."""
+        arp_req = parse_vip_arp(data, self.services)
+        if arp_req is not None:
+            svc, src_mac, src_ip = arp_req
+            return [(dpid, ofmsgs.packet_out([in_port], vip_arp_reply(svc, src_mac, src_ip)))]
+        hit = parse_vip_flow(data, self.services, dpid, in_port)
+        if hit is None:
+            return None
+        svc, flow = hit
+        now = self.clock()
+        key = FlowKey(svc.name, flow.client_ip, flow.client_port)
+        entry = self.redirection.place(key, dpid, self.health.snapshot(), now)
+        node = svc.node(entry.primary)
+        assert node is not None
+        self._client_macs[key] = flow.client_mac
+        msgs = list(self.ensure_path(flow.client_mac, node))
+        msgs += self.steering.pin(key, flow, now)
+        # The first packet goes back through the pipeline, now that its rules exist.
+        msgs.append((dpid, ofmsgs.packet_out([ofp.OFPP_TABLE], data, in_port=in_port)))
+        return msgs
+
+    def observe(self, node: str, ts: float, metrics: Mapping[str, float | None]) -> NodeHealth:
+        """One interval's probe/agent metrics for a node."""
+        return self.health.observe(node, ts, metrics)
+
+    def tick(self, now: float | None = None, counters_fresh: bool = True
+             ) -> tuple[list[OutMsg], Plan]:
+        """One monitoring interval: decide, move flows, expire old shadow entries.
+
+        ``counters_fresh``: flow stats were refreshed into the ST since the last tick
+        (otherwise verification neither passes nor fails this interval).
+        """
+        now = self.clock() if now is None else now
+        traffic = self.steering.traffic() if counters_fresh else None
+        health = self.health.snapshot()
+        plan = self.redirection.step(health, now, traffic)
+        msgs: list[OutMsg] = []
+        for move in plan.moves:
+            svc = self.services.get(move.key.service)
+            node = svc.node(move.to_node) if svc else None
+            mac = self._client_macs.get(move.key)
+            if node is not None and mac is not None:
+                msgs += self.ensure_path(mac, node)
+        msgs += self.steering.apply(plan.moves, now)
+        for svc in self.services:
+            self.shadow.refresh(health, now, self.redirection.excluded(svc.name), svc.name)
+        for key in self.shadow.expire(now):
+            self._client_macs.pop(key, None)
+        return msgs, plan
+
+    def flow_removed(self, cookie: int, now: float | None = None) -> list[OutMsg]:
+        """A steering rule idled out: the flow ended; its other rule goes too."""
+        return self.steering.flow_removed(cookie, self.clock() if now is None else now)
