@@ -121,8 +121,9 @@ class Switchover:
     reason: dict[str, Any]
     drain_until: float | None = None
     status: str = VERIFYING
-    carried: int = 0  # packets the new node received since the start
-    flows_sent: int = 0  # flows placed on or moved to the new node
+    carried: int = 0  # packets its target nodes received since the start
+    flows_sent: int = 0  # flows placed on or moved to its target nodes
+    targets: set[str] = field(default_factory=set)  # nodes that got flows (per-client best)
     committed_at: float | None = None
     retired_at: float | None = None
     done: bool = False  # old node retired, or the service came back to it
@@ -250,6 +251,7 @@ class RedirectionEngine:
         for sw in st.switchovers:
             if sw.status == VERIFYING and sw.to_node == primary:
                 sw.flows_sent += 1
+                sw.targets.add(primary)
         return entry
 
     # --- the interval ---------------------------------------------------------
@@ -395,8 +397,9 @@ class RedirectionEngine:
                 continue
             moves.append(FlowMove(entry.key, entry.primary, dest, why))
             self.shadow.move(entry.key, dest, health, now, why, exclude)
-            if dest == sw.to_node:
+            if sw.status == VERIFYING:
                 sw.flows_sent += 1
+                sw.targets.add(dest)
         return moves
 
     def _progress(self, svc: Service, st: _ServiceState, health: Mapping[str, NodeHealth],
@@ -416,7 +419,8 @@ class RedirectionEngine:
                 sw.done = True
                 continue
             if sw.status == VERIFYING and traffic is not None:
-                sw.carried += max(0, int(traffic.get(sw.to_node, 0)))
+                sw.carried += sum(max(0, int(traffic.get(n, 0)))
+                                  for n in sw.targets | {sw.to_node})
                 if sw.carried >= th.verify_packets:
                     sw.status, sw.committed_at = COMMITTED, now
                     plan.events.append(RedirectionEvent(
@@ -444,24 +448,30 @@ class RedirectionEngine:
 
     def _verification_failed(self, svc: Service, st: _ServiceState, sw: Switchover,
                              health: Mapping[str, NodeHealth], now: float) -> Plan:
+        """Nothing the switchover sent flows to answered: trip those nodes, move on."""
         sw.status = FAILED
-        v = self.verdict(svc.name, sw.to_node)
-        v.state, v.since, v.beyond, v.within = TRIPPED, now, 0, 0
-        v.trigger = {"trigger": "verification_failed", "flows_sent": sw.flows_sent,
-                     "packets": sw.carried, "verify_seconds": svc.thresholds.verify_seconds}
-        plan = Plan(events=[RedirectionEvent(now, svc.name, "verification_failed", sw.to_node,
-                                             reason=v.trigger)])
+        trigger = {"trigger": "verification_failed", "flows_sent": sw.flows_sent,
+                   "packets": sw.carried, "verify_seconds": svc.thresholds.verify_seconds}
+        plan = Plan()
+        for name in sorted(sw.targets | {sw.to_node}):
+            v = self.verdict(svc.name, name)
+            v.state, v.since, v.beyond, v.within, v.trigger = TRIPPED, now, 0, 0, trigger
+            plan.events.append(RedirectionEvent(now, svc.name, "verification_failed", name,
+                                                reason=trigger))
         if st.active != sw.to_node:
             return plan
-        target = self._target(svc, None, health,
-                              self.excluded(svc.name) | {sw.to_node, sw.from_node})
+        target = self._target(svc, None, health, self.excluded(svc.name) | {sw.from_node})
         if target is None and self.verdict(svc.name, sw.from_node).state != TRIPPED:
             target = sw.from_node  # nothing better: back to the old node while it still works
         if target is None:
             plan.events.append(RedirectionEvent(now, svc.name, "no_shadow", sw.to_node,
-                                                reason=v.trigger))
+                                                reason=trigger))
             return plan
-        plan.extend(self._start(svc, st, target, health, now, v.trigger, force_move=True))
+        plan.extend(self._start(svc, st, target, health, now, trigger, force_move=True))
+        retry = st.switchovers[-1]
+        for name in sorted(sw.targets - {sw.to_node}):  # per-client targets that failed too
+            plan.moves += self._move(svc, retry, self.shadow.flows_on(svc.name, name), health,
+                                     now, "verification_failed")
         return plan
 
     def _service(self, name: str) -> Service:
