@@ -122,6 +122,11 @@ class ShadowEntry:
     def active(self) -> bool:
         return self.status == ACTIVE
 
+    @property
+    def shadow_node_list(self) -> list[ShadowNode]:
+        """The issue's name for :attr:`shadows`: ordered, best first."""
+        return self.shadows
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "flow": str(self.key), "service": self.key.service, "client_ip": self.key.client_ip,

@@ -37,7 +37,7 @@ def key(port):
 def test_proximity_ranks_near_nodes_first_and_ties_follow_declared_order():
     sht, _ = make(ShadowWeights(availability=0, capacity=0, proximity=1, history=0))
     entry = sht.fill(key(1000), "p", 1, {}, 0.0)
-    assert [s.node for s in entry.shadows] == ["a", "c", "b"]
+    assert [s.node for s in entry.shadow_node_list] == ["a", "c", "b"]
     assert [s.hops for s in entry.shadows] == [1, 1, 3]
     assert [s.priority for s in entry.shadows] == [1, 3, 2]  # a and c tie: declared order
     assert entry.shadows[0].score == pytest.approx(0.5) and sht.best_shadow(key(1000)).node == "a"
