@@ -60,6 +60,7 @@ class ShadownetApp(app_manager.OSKenApp):
                 idle_timeout=fwd["idle_timeout"],
                 hard_timeout=fwd["hard_timeout"],
                 priority=fwd["priority"],
+                fast_failover=fwd["fast_failover"],
             ),
             history_seconds=cfg["reconcile"]["history_seconds"],
             mirror_policy=MirrorPolicy.from_dict(cfg["mirroring"], "mirroring"),
@@ -147,10 +148,10 @@ class ShadownetApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev) -> None:
         msg = ev.msg
-        self.core.flow_removed(
+        self.send(self.core.flow_removed(
             msg.cookie, _REMOVED_REASONS.get(msg.reason, str(msg.reason)),
             msg.packet_count, msg.byte_count,
-        )
+        ))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev) -> None:

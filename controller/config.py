@@ -18,6 +18,7 @@ Example::
       idle_timeout: 60
       hard_timeout: 0
       priority: 100
+      fast_failover: true   # detours in fast-failover groups, before anything fails
     mirroring:              # what is copied to mirror namespaces (default: all)
       protocols: [arp, dns, tcp, udp, icmp]
       ports: []
@@ -67,6 +68,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "idle_timeout": Key(int, 60, 0, 65535),
         "hard_timeout": Key(int, 0, 0, 65535),
         "priority": Key(int, 100, 2, 65000),
+        "fast_failover": Key(bool, True),
     },
     "mirroring": {
         "protocols": Key(list, []),
@@ -82,7 +84,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
 }
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list"}
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list",
+               bool: "true or false"}
 
 
 def _expected(key: Key) -> str:
@@ -129,6 +132,10 @@ def _kind(value: Any) -> str:
 
 def _check(path: str, value: Any, spec: Key, source: str) -> Any:
     types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
+    if bool in types:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: key '{path}' must be true or false, got {_kind(value)}")
+        return value
     if isinstance(value, bool) or not isinstance(value, types):
         raise ConfigError(f"{source}: key '{path}' must be {_expected(spec)}, got {_kind(value)}")
     if spec.minimum is not None and value < spec.minimum:

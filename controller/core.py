@@ -71,6 +71,9 @@ class ControllerCore:
             self.connected.add(dpid)
             msgs = self.forwarder.switch_connected(dpid, ports)
             # Groups are not in the ST; re-create them before reconciliation re-adds flows.
+            for entry in self.table.active(dpid):
+                if entry.backup_port is not None and entry.group_id is not None:
+                    msgs += self.forwarder.group_msgs(entry)
             for mirror in self.forwarder.mirrors.for_dpid(dpid):
                 msgs += [m for m in mirroring.install_mirror(self.table, mirror, self.clock())
                          if type(m[1]).__name__ == "OFPGroupMod"]
@@ -108,10 +111,14 @@ class ControllerCore:
                 self._hosts_dirty = True
             return self._counted(msgs)
 
-    def flow_removed(self, cookie: int, reason: str, packets: int, byte_count: int) -> None:
+    def flow_removed(
+        self, cookie: int, reason: str, packets: int, byte_count: int
+    ) -> list[OutMsg]:
         with self.lock:
-            if self.forwarder.flow_removed(cookie, reason, packets, byte_count) is not None:
+            entry, msgs = self.forwarder.flow_removed(cookie, reason, packets, byte_count)
+            if entry is not None:
                 self.metrics.flow_removed.labels(reason).inc()
+            return self._counted(msgs)
 
     def flow_stats(self, dpid: int, observed: list[ObservedFlow], requested_at: float):
         """Reconcile one switch; returns the repair messages."""
@@ -257,6 +264,7 @@ class ControllerCore:
             installed = {
                 e.dpid: e.as_dict()["cookie"]
                 for e in self.table.active_paths().get(f"{a.mac}>{b.mac}", [])
+                if e.kind == "forward"
             }
             return {
                 "src": a.as_dict(),

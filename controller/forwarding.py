@@ -28,6 +28,7 @@ from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp, udp
 from os_ken.ofproto import ether
 
 from controller import ofmsgs
+from controller.fast_failover import ff_group_id, plan_path
 from controller.host_table import Host, HostTable
 from controller.mirroring import (
     FORWARD_TABLE,
@@ -51,6 +52,7 @@ class ForwardingSettings:
     hard_timeout: int = 0
     priority: int = 100
     flood_dedupe_seconds: float = 1.0
+    fast_failover: bool = True
 
 
 @dataclass
@@ -239,37 +241,67 @@ class Forwarder:
         if switch_path is None:
             self.stats.unroutable += 1
             return [], self._remove_path(key, keep=set(), reason="no_path")
-        hops = self.graph.hops(switch_path, src.port, dst.port)
+        plan = plan_path(self.graph, switch_path, src.port, dst.port,
+                         protect=self.settings.fast_failover)
+        gid = ff_group_id(key)
+        groups: list[OutMsg] = []
         msgs: list[OutMsg] = []
-        # Downstream first: by the time the ingress flow exists, the rest does too.
-        for hop in reversed(hops):
+        wanted: set[int] = set()
+        # Downstream first (detours, then the path from its end): by the time the
+        # ingress flow exists, everything after it does too.
+        for flow in reversed(plan):
+            match = {"eth_src": src.mac, "eth_dst": dst.mac}
+            if flow.in_port is not None:
+                match = {"in_port": flow.in_port, **match}
             entry, changed = self.table.upsert(
-                hop.dpid,
-                {"eth_src": src.mac, "eth_dst": dst.mac},
-                hop.out_port,
-                priority=self.settings.priority,
+                flow.dpid,
+                match,
+                flow.out_port,
+                priority=self.settings.priority + (1 if flow.in_port is not None else 0),
                 table_id=FORWARD_TABLE,
-                idle_timeout=self.settings.idle_timeout,
-                hard_timeout=self.settings.hard_timeout,
-                path=switch_path,
+                # A detour carries no traffic until something fails, so it must not idle
+                # out; it goes when its path does (see flow_removed).
+                idle_timeout=self.settings.idle_timeout if flow.in_port is None else 0,
+                hard_timeout=self.settings.hard_timeout if flow.in_port is None else 0,
+                group_id=gid if flow.backup_port is not None else None,
+                backup_port=flow.backup_port,
+                arrival_port=flow.arrival_port,
+                kind="detour" if flow.in_port is not None else "forward",
+                path=list(flow.path),
                 path_key=key,
                 now=self.clock(),
             )
+            wanted.add(entry.entry_id)
             if changed:
-                msgs.append((hop.dpid, ofmsgs.flow_add(entry)))
-        deletes = self._remove_path(key, keep=set(switch_path), reason="rerouted")
+                if flow.backup_port is not None:
+                    groups += self.group_msgs(entry)
+                msgs.append((flow.dpid, ofmsgs.flow_add(entry)))
+        deletes = self._remove_path(key, keep=wanted, reason="rerouted")
         if msgs or deletes:
             self.stats.paths_installed += 1
             self.stats.flow_mods += len(msgs) + len(deletes)
-        return msgs, deletes
+        return groups + msgs, deletes
+
+    @staticmethod
+    def group_msgs(entry: FlowSignature) -> list[OutMsg]:
+        """(Re)create an entry's fast-failover group: ADD for a new one, MODIFY for an old."""
+        args = (entry.group_id, entry.out_port, entry.backup_port)
+        return [
+            (entry.dpid, ofmsgs.ff_group(*args, arrival_port=entry.arrival_port)),
+            (entry.dpid, ofmsgs.ff_group(*args, add=False, arrival_port=entry.arrival_port)),
+        ]
 
     def _remove_path(self, key: str, keep: set[int], reason: str) -> list[OutMsg]:
-        msgs = []
+        """Delete the path's flows that are not in ``keep`` (entry ids), then unused groups."""
+        msgs: list[OutMsg] = []
+        groups: list[OutMsg] = []
         for entry in self.table.active_paths().get(key, []):
-            if entry.dpid not in keep:
+            if entry.entry_id not in keep:
                 self.table.mark_removed(entry, reason, self.clock())
                 msgs.append((entry.dpid, ofmsgs.flow_delete_cookie(entry.cookie)))
-        return msgs
+                if entry.backup_port is not None:
+                    groups.append((entry.dpid, ofmsgs.ff_group_delete(entry.group_id)))
+        return msgs + groups
 
     def _reroute(self, links: list[Link]) -> list[OutMsg]:
         """Recompute every active path that crossed one of ``links``."""
@@ -278,8 +310,9 @@ class Forwarder:
         msgs: list[OutMsg] = []
         deletes: list[OutMsg] = []
         for key, entries in self.table.active_paths().items():
-            path = entries[0].path
-            if not any(self.graph.path_uses_link(path, link) for link in links):
+            # A path is affected when its own hops or one of its detours used the link.
+            if not any(self.graph.path_uses_link(e.path, link)
+                       for e in entries for link in links):
                 continue
             src_mac, dst_mac = key.split(">")
             src, dst = self.hosts.get(src_mac), self.hosts.get(dst_mac)
@@ -296,14 +329,20 @@ class Forwarder:
     # --- switch feedback ----------------------------------------------------
     def flow_removed(
         self, cookie: int, reason: str, packets: int, byte_count: int
-    ) -> FlowSignature | None:
+    ) -> tuple[FlowSignature | None, list[OutMsg]]:
+        """Close the entry; when a path hop times out, its detours go with it."""
         entry = self.table.by_cookie(cookie)
         if entry is None:
-            return None
+            return None, []
         self.table.update_counters(entry, packets, byte_count, self.clock())
+        msgs: list[OutMsg] = []
         if entry.active:
             self.table.mark_removed(entry, reason, self.clock())
-        return entry
+            if entry.kind == "forward" and reason.endswith("timeout"):
+                keep = {e.entry_id for e in self.table.active_paths().get(entry.path_key, [])
+                        if e.kind == "forward"}
+                msgs = self._remove_path(entry.path_key, keep=keep, reason="path_expired")
+        return entry, msgs
 
 
 def _frame_fields(pkt: packet.Packet) -> dict[str, Any]:

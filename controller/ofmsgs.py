@@ -102,6 +102,26 @@ def select_group(group_id: int, buckets: list[tuple[int, int | None]], add: bool
                               ofp.OFPGT_SELECT, group_id, ofp_buckets)
 
 
+def ff_group(group_id: int, primary: int, backup: int, add: bool = True,
+             arrival_port: int | None = None):
+    """Fast failover: forward out of ``primary`` while it is live, else ``backup``.
+
+    A detour that turns back the way the packet came (crankback) must say
+    IN_PORT: OpenFlow drops a plain output to the port a packet arrived on.
+    """
+    buckets = []
+    for port in (primary, backup):
+        out = ofp.OFPP_IN_PORT if port == arrival_port else port
+        buckets.append(parser.OFPBucket(watch_port=port, watch_group=ofp.OFPG_ANY,
+                                        actions=[parser.OFPActionOutput(out)]))
+    return parser.OFPGroupMod(None, ofp.OFPGC_ADD if add else ofp.OFPGC_MODIFY,
+                              ofp.OFPGT_FF, group_id, buckets)
+
+
+def ff_group_delete(group_id: int):
+    return parser.OFPGroupMod(None, ofp.OFPGC_DELETE, ofp.OFPGT_FF, group_id, [])
+
+
 def group_delete(group_id: int):
     return parser.OFPGroupMod(None, ofp.OFPGC_DELETE, ofp.OFPGT_SELECT, group_id, [])
 

@@ -49,6 +49,8 @@ class FlowSignature:
     hard_timeout: int = 0
     group_id: int | None = None
     goto_table: int | None = None
+    backup_port: int | None = None  # fast-failover: the detour's port while out_port is down
+    arrival_port: int | None = None  # where the path enters this switch (crankback detours)
     kind: str = "forward"  # forward (a path hop) or mirror (copy or read-only guard)
     path: list[int] = field(default_factory=list)
     path_key: str = ""
@@ -75,7 +77,8 @@ class FlowSignature:
 
     def action_pointer(self) -> dict[str, Any]:
         return {"out_port": self.out_port, "group_id": self.group_id,
-                "goto_table": self.goto_table, "path": list(self.path)}
+                "backup_port": self.backup_port, "goto_table": self.goto_table,
+                "path": list(self.path)}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -139,6 +142,8 @@ class SignatureTable:
         hard_timeout: int = 0,
         group_id: int | None = None,
         goto_table: int | None = None,
+        backup_port: int | None = None,
+        arrival_port: int | None = None,
         kind: str = "forward",
         path: list[int] | None = None,
         path_key: str = "",
@@ -155,10 +160,14 @@ class SignatureTable:
         if existing_id is not None:
             entry = self._entries[existing_id]
             new_path = list(path or [])
-            action = (out_port, group_id, goto_table, new_path)
-            changed = (entry.out_port, entry.group_id, entry.goto_table, entry.path) != action
+            action = (out_port, group_id, goto_table, backup_port, new_path)
+            current = (entry.out_port, entry.group_id, entry.goto_table, entry.backup_port,
+                       entry.path)
+            changed = current != action
             if changed:
-                entry.out_port, entry.group_id, entry.goto_table, entry.path = action
+                (entry.out_port, entry.group_id, entry.goto_table, entry.backup_port,
+                 entry.path) = action
+                entry.arrival_port = arrival_port
                 entry.path_key = path_key or entry.path_key
                 entry.installed_at = now
                 self.dirty.add(entry.entry_id)
@@ -174,6 +183,8 @@ class SignatureTable:
             hard_timeout=hard_timeout,
             group_id=group_id,
             goto_table=goto_table,
+            backup_port=backup_port,
+            arrival_port=arrival_port,
             kind=kind,
             path=list(path or []),
             path_key=path_key,

@@ -56,6 +56,8 @@ class FlowRow(Base):
     out_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     group_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     goto_table: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    backup_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    arrival_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     kind: Mapped[str] = mapped_column(String(16), default="forward")
     path: Mapped[list] = mapped_column(JSON)
     path_key: Mapped[str] = mapped_column(String(64), index=True)

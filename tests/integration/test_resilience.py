@@ -88,3 +88,32 @@ class TestIdleTimeout(LabTest):
         assert rows, "flows never expired in the signature table"
         assert {rows[c]["removed_reason"] for c in cookies} == {"idle_timeout"}
         assert not our_cookies("s1") and not our_cookies("s2")
+
+
+class TestFastFailoverWithoutController(LabTest):
+    """The reactive safety net: a cut link recovers in the data plane alone."""
+
+    TOPO = "ring,6"
+
+    def test_link_cut_recovers_with_controller_down(self, lab):
+        h1, h4 = lab.net.get("h1", "h4")
+        assert lab.net.ping([h1, h4], timeout="3") == 0
+        path = lab.controller.get(f"/api/path?src={h1.IP()}&dst={h4.IP()}")["switches"]
+        groups = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-groups",
+                                 f"s{path[1]}"], capture_output=True, text=True).stdout
+        assert "type=ff" in groups and "watch_port" in groups, groups
+        # No controller from here on: only what is already on the switches can help.
+        assert lab.controller.stop() == 0
+        count, interval = 300, 0.01
+        stream = h1.popen(["ping", "-n", "-i", str(interval), "-c", str(count), "-W", "1",
+                           h4.IP()], stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        lab.net.configLinkStatus(f"s{path[1]}", f"s{path[2]}", "down")
+        out, _ = stream.communicate(timeout=60)
+        seqs = sorted(int(s) for s in re.findall(r"icmp_seq=(\d+)", out))
+        assert seqs and seqs[-1] == count, out[-400:]
+        assert set(range(count - 50, count + 1)) <= set(seqs), "traffic did not resume"
+        lost = count - len(seqs)
+        print(f"fast failover: {lost} of {count} pings lost at {interval * 1000:.0f} ms "
+              f"intervals (gap about {lost * interval * 1000:.0f} ms)")
+        lab.controller.start()

@@ -79,9 +79,23 @@ class FakeSwitch:
                 self.groups.pop(msg.group_id, None)
             else:
                 self.groups[msg.group_id] = msg.buckets
+                self.group_types[msg.group_id] = msg.type
         elif isinstance(msg, parser.OFPPacketOut):
             ports = [a.port for a in msg.actions]
             self.packet_outs.append((ports, msg.data))
+
+    down: set[int] = field(default_factory=set)
+    group_types: dict[int, int] = field(default_factory=dict)
+
+    def group_outputs(self, group_id: int) -> list[int]:
+        """Select groups: every weighted bucket (copies); fast failover: first live one."""
+        buckets = self.groups.get(group_id, [])
+        if self.group_types.get(group_id) == ofp.OFPGT_FF:
+            for bucket in buckets:
+                if bucket.watch_port not in self.down:
+                    return [a.port for a in bucket.actions]
+            return []
+        return [a.port for b in buckets if b.weight for a in b.actions]
 
     def lookup(self, fields: dict, table_id: int = 2) -> FakeFlow | None:
         best = None
@@ -103,9 +117,7 @@ class FakeSwitch:
                 return outputs, False
             outputs += [p for p in flow.outputs if p != ofp.OFPP_CONTROLLER]
             if flow.group_id is not None:
-                for bucket in self.groups.get(flow.group_id, []):
-                    if bucket.weight:
-                        outputs += [a.port for a in bucket.actions]
+                outputs += self.group_outputs(flow.group_id)
             if ofp.OFPP_CONTROLLER in flow.outputs:
                 return outputs, True
             if flow.goto is None:
@@ -146,16 +158,33 @@ class FakeNetwork:
         for dpid, msg in msgs:
             self.switch(dpid).apply(msg)
 
-    def walk(self, dpid: int, fields: dict, max_hops: int = 64) -> tuple[int, int] | None:
+    def cut(self, dpid: int, port: int) -> None:
+        """A link goes down: both ends' ports are dead for fast-failover liveness."""
+        self.switch(dpid).down.add(port)
+        peer = self.wiring.get((dpid, port))
+        if peer:
+            self.switch(peer[0]).down.add(peer[1])
+
+    def walk(self, dpid: int, fields: dict, max_hops: int = 64,
+             in_port: int | None = None) -> tuple[int, int] | None:
         """Follow installed flows from ``dpid``; return the (dpid, port) where the frame exits."""
         for _ in range(max_hops):
-            flow = self.switch(dpid).lookup(fields, 2)
-            if flow is None or flow.out_port is None:
+            sw = self.switch(dpid)
+            flow = sw.lookup({**fields, "in_port": in_port}, 2)
+            if flow is None:
                 return None
-            nxt = self.wiring.get((dpid, flow.out_port))
+            ports = sw.group_outputs(flow.group_id) if flow.group_id is not None else [
+                p for p in flow.outputs]
+            if ports and ports[0] == ofp.OFPP_IN_PORT:
+                ports = [in_port]
+            elif ports and ports[0] == in_port:
+                return None  # OpenFlow drops output to the arrival port
+            if not ports or ports[0] in sw.down:
+                return None
+            nxt = self.wiring.get((dpid, ports[0]))
             if nxt is None:
-                return dpid, flow.out_port
-            dpid = nxt[0]
+                return dpid, ports[0]
+            dpid, in_port = nxt
         raise AssertionError("forwarding loop")
 
 

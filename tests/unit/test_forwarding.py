@@ -13,9 +13,10 @@ from tests.unit.fakes import FakeNetwork, ring_graph
 from tests.unit.packets import arp_reply, arp_request, ip, mac, ping
 
 
-def make(n: int = 4):
+def make(n: int = 4, fast_failover: bool = False):
     graph, links = ring_graph(n)
-    fwd = Forwarder(graph, HostTable(), SignatureTable(), ForwardingSettings(idle_timeout=30))
+    settings = ForwardingSettings(idle_timeout=30, fast_failover=fast_failover)
+    fwd = Forwarder(graph, HostTable(), SignatureTable(), settings)
     return fwd, FakeNetwork(links), links
 
 
@@ -173,3 +174,59 @@ def test_flow_removed_updates_entry():
     # The next packet reinstalls what expired, as a new entry.
     msgs = fwd.packet_in(1, 1, ping(1, 2))
     assert any(isinstance(m, parser.OFPFlowMod) for _, m in msgs)
+
+
+def test_fast_failover_recovers_every_hop_in_the_data_plane():
+    """Cut each link of the path in turn: the frame still arrives, with no controller."""
+    for hop in range(3):
+        fwd, net, _ = make(6, fast_failover=True)
+        learn_all(fwd, net, 6)
+        net.send(fwd.packet_in(1, 1, ping(1, 4)))
+        fields = {"eth_src": mac(1), "eth_dst": mac(4)}
+        path = next(e.path for e in fwd.table.active_paths()[f"{mac(1)}>{mac(4)}"]
+                    if e.kind == "forward")
+        assert len(path) == 4 and net.walk(1, fields, in_port=1) == (4, 1)
+        a, b = path[hop], path[hop + 1]
+        net.cut(a, fwd.graph.graph.edges[a, b]["ports"][a])
+        assert net.walk(1, fields, in_port=1) == (4, 1), f"cut {a}-{b} of {path}"
+
+
+def test_fast_failover_groups_watch_primary_then_detour():
+    fwd, net, _ = make(6, fast_failover=True)
+    learn_all(fwd, net, 6)
+    msgs = fwd.packet_in(1, 1, ping(1, 3))
+    groups = [m for _, m in msgs if isinstance(m, parser.OFPGroupMod)]
+    assert groups and all(g.type == 3 for g in groups)  # OFPGT_FF
+    for group in groups:
+        for bucket in group.buckets:
+            # Output where it watches; IN_PORT when the detour turns back (crankback).
+            assert bucket.actions[0].port in (bucket.watch_port, 0xFFFFFFF8)
+    # Every group is sent before the flow that points at it.
+    order = [type(m).__name__ for _, m in msgs]
+    assert order.index("OFPGroupMod") < order.index("OFPFlowMod")
+    detours = [e for e in fwd.table.active() if e.kind == "detour"]
+    assert detours and all("in_port" in e.match for e in detours)
+
+
+def test_no_detour_without_a_disjoint_way():
+    graph_fwd, net, _ = make(4, fast_failover=True)
+    # A line, not a ring: cut the 4-1 link so there is no second way anywhere.
+    net.send(graph_fwd.port_down(4, 2))
+    learn_all(graph_fwd, net, 4)
+    msgs = graph_fwd.packet_in(1, 1, ping(1, 3))
+    assert not [m for _, m in msgs if isinstance(m, parser.OFPGroupMod)]
+
+
+def test_detours_never_idle_out_and_go_with_their_path():
+    fwd, net, _ = make(6, fast_failover=True)
+    learn_all(fwd, net, 6)
+    net.send(fwd.packet_in(1, 1, ping(1, 3)))
+    key = f"{mac(1)}>{mac(3)}"
+    entries = fwd.table.active_paths()[key]
+    detours = [e for e in entries if e.kind == "detour"]
+    assert detours and all(e.idle_timeout == 0 for e in detours)
+    hop = next(e for e in entries if e.kind == "forward")
+    _, msgs = fwd.flow_removed(hop.cookie, "idle_timeout", 1, 100)
+    assert fwd.table.active_paths().get(key) is not None  # other hops still report
+    assert all(e.kind == "forward" for e in fwd.table.active_paths()[key])
+    assert len([m for _, m in msgs if isinstance(m, parser.OFPFlowMod)]) == len(detours)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.core import ControllerCore
+from controller.forwarding import ForwardingSettings
 from controller.state_store import StateStore
 from tests.unit.fakes import ring_graph
 from tests.unit.packets import arp_request, mac, ping
@@ -13,7 +14,8 @@ from webui.app import create_app
 
 @pytest.fixture()
 def core(tmp_path):
-    core = ControllerCore(StateStore(f"sqlite:///{tmp_path / 'api.db'}"))
+    core = ControllerCore(StateStore(f"sqlite:///{tmp_path / 'api.db'}"),
+                          ForwardingSettings(fast_failover=False))
     graph, links = ring_graph(4)
     for dpid in graph.switches():
         core.switch_connected(dpid, [1, 2, 3])
