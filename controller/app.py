@@ -64,6 +64,7 @@ class ShadownetApp(app_manager.OSKenApp):
             ),
             history_seconds=cfg["reconcile"]["history_seconds"],
             mirror_policy=MirrorPolicy.from_dict(cfg["mirroring"], "mirroring"),
+            services=cfg.get("services", []),
         )
         self.core.sender = self.send
         self.datapaths: dict[int, Any] = {}
@@ -200,6 +201,8 @@ class ShadownetApp(app_manager.OSKenApp):
                 if started is not None and now - started > 3 * interval:
                     self._stats_requested.pop(dp.id, None)
                 self._request_stats(dp)
+            # Service decisions use the counters the previous round brought in.
+            self.send(self.core.service_tick())
 
     def _flush_loop(self) -> None:
         interval = self.cfg["reconcile"]["flush_interval"]

@@ -93,8 +93,11 @@ def _expected(key: Key) -> str:
     return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
 
 
-def defaults() -> dict[str, dict[str, Any]]:
-    return {sec: {k: spec.default for k, spec in keys.items()} for sec, keys in SCHEMA.items()}
+def defaults() -> dict[str, Any]:
+    config: dict[str, Any] = {sec: {k: spec.default for k, spec in keys.items()}
+                              for sec, keys in SCHEMA.items()}
+    config["services"] = []
+    return config
 
 
 def validate(data: Any, source: str = "config") -> dict[str, dict[str, Any]]:
@@ -105,9 +108,19 @@ def validate(data: Any, source: str = "config") -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping of sections, got {_kind(data)}")
     for section, values in data.items():
+        if section == "services":
+            from controller.services.service import ServiceError, services_from_config
+
+            try:
+                services_from_config(values, source)
+            except ServiceError as exc:
+                raise ConfigError(str(exc).splitlines()[0]) from None
+            config["services"] = list(values or [])
+            continue
         if section not in SCHEMA:
             raise ConfigError(
-                f"{source}: unknown section {section!r} (expected one of: {', '.join(SCHEMA)})"
+                f"{source}: unknown section {section!r} "
+                f"(expected one of: {', '.join([*SCHEMA, 'services'])})"
             )
         if values is None:
             continue

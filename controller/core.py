@@ -34,6 +34,7 @@ class ControllerCore:
         settings: ForwardingSettings | None = None,
         history_seconds: float = 3600.0,
         mirror_policy: MirrorPolicy | None = None,
+        services: list[dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.lock = threading.RLock()
@@ -54,6 +55,7 @@ class ControllerCore:
                 self.hosts.restore(host)
         self.forwarder = Forwarder(self.graph, self.hosts, self.table, settings, clock)
         self.mirror_policy = mirror_policy or MirrorPolicy()
+        self.services = self._service_runtime(services or [])
         self.unhealthy: dict[str, dict[str, Any]] = {}
         # Set by the os-ken app: sends messages produced outside an OpenFlow event.
         self.sender: Callable[[list[OutMsg]], None] | None = None
@@ -65,11 +67,33 @@ class ControllerCore:
         LOG.info("state loaded: %d flow entries (%d active), %d hosts",
                  len(self.table), self.table.active_count(), len(self.hosts))
 
+    def _service_runtime(self, declared: list[dict[str, Any]]) -> Any:
+        """Services (VIPs steered to nodes) share the ST, the graph and the host table."""
+        from controller.services.runtime import ServiceRuntime
+        from controller.services.service import services_from_config
+
+        def locate(node: Any) -> int | None:
+            host = self.hosts.get(node.mac)
+            return host.dpid if host else None
+
+        def ensure_path(client_mac: str, node: Any) -> list[OutMsg]:
+            client, server = self.hosts.get(client_mac), self.hosts.get(node.mac)
+            if client is None or server is None or client.mac == server.mac:
+                return []
+            return self.forwarder.install_pair(client, server)
+
+        return ServiceRuntime(
+            services_from_config(declared, "services"), self.table, self.graph,
+            locate=locate, ensure_path=ensure_path,
+            forward_priority=self.forwarder.settings.priority, clock=self.clock,
+        )
+
     # --- events from the switches ------------------------------------------
     def switch_connected(self, dpid: int, ports: list[int]) -> list[OutMsg]:
         with self.lock:
             self.connected.add(dpid)
             msgs = self.forwarder.switch_connected(dpid, ports)
+            msgs += self.services.switch_connected(dpid)
             # Groups are not in the ST; re-create them before reconciliation re-adds flows.
             for entry in self.table.active(dpid):
                 if entry.backup_port is not None and entry.group_id is not None:
@@ -104,6 +128,10 @@ class ControllerCore:
             self.metrics.count_packet_in()
             before_hosts = len(self.hosts)
             malformed = self.forwarder.stats.malformed
+            # Services first: the forwarder would flood a VIP nobody owns.
+            msgs = self.services.packet_in(dpid, in_port, data)
+            if msgs is not None:
+                return self._counted(msgs)
             msgs = self.forwarder.packet_in(dpid, in_port, data)
             if self.forwarder.stats.malformed != malformed:
                 self.metrics.malformed.inc()
@@ -118,6 +146,8 @@ class ControllerCore:
             entry, msgs = self.forwarder.flow_removed(cookie, reason, packets, byte_count)
             if entry is not None:
                 self.metrics.flow_removed.labels(reason).inc()
+                if entry.kind == "service":
+                    msgs += self.services.flow_removed(cookie)
             return self._counted(msgs)
 
     def flow_stats(self, dpid: int, observed: list[ObservedFlow], requested_at: float):
@@ -132,6 +162,14 @@ class ControllerCore:
             for entry in result.missing:
                 LOG.info("reconcile: reinstalling missing flow %s on %s", hex(entry.cookie), dpid)
                 entry.installed_at = self.clock()
+                if entry.kind == "service":
+                    # Steering rules rewrite addresses; only the steering knows how.
+                    mod = self.services.steering.rebuild(entry)
+                    if mod is not None:
+                        msgs.append((dpid, mod))
+                    continue
+                if entry.backup_port is not None:
+                    msgs += self.forwarder.group_msgs(entry)
                 msgs.append((dpid, ofmsgs.flow_add(entry)))
             for flow in result.stray:
                 LOG.info("reconcile: deleting stray flow %s on %s", hex(flow.cookie), dpid)
@@ -141,6 +179,50 @@ class ControllerCore:
             if result.stray:
                 self.metrics.repairs.labels("stray").inc(len(result.stray))
             return self._counted(msgs)
+
+    # --- services ---------------------------------------------------------------
+    def service_tick(self) -> list[OutMsg]:
+        """One monitoring interval for services (after a round of flow stats)."""
+        with self.lock:
+            msgs, _plan = self.services.tick(self.clock())
+            return self._counted(msgs)
+
+    def service_list(self) -> list[dict[str, Any]]:
+        with self.lock:
+            rt = self.services
+            return [svc.as_dict() | {"active_node": rt.redirection.active_node(svc.name),
+                                     "flows": len(rt.shadow.entries(svc.name, True))}
+                    for svc in rt.services]
+
+    def add_service(self, data: Any) -> dict[str, Any]:
+        from controller.services.service import Service
+
+        with self.lock:
+            svc = Service.from_dict(data, "service")
+            self.services.services.add(svc)
+            msgs = [m for dpid in self.connected
+                    for m in self.services.switch_connected(dpid)]
+            self.send(self._counted(msgs))
+            return svc.as_dict()
+
+    def service_shadow(self, name: str) -> list[dict[str, Any]]:
+        with self.lock:
+            if self.services.services.get(name) is None:
+                raise LookupError(f"unknown service {name!r}")
+            return [e.as_dict() for e in self.services.shadow.entries(name)]
+
+    def switch_service(self, name: str, node: str) -> dict[str, Any]:
+        with self.lock:
+            if self.services.services.get(name) is None:
+                raise LookupError(f"unknown service {name!r}")
+            msgs, plan = self.services.switch_to(name, node)
+            self.send(self._counted(msgs))
+            return {"service": name, "active_node": self.services.redirection.active_node(name),
+                    "moves": len(plan.moves), "events": [e.as_dict() for e in plan.events]}
+
+    def service_events(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [e.as_dict() for e in self.services.redirection.events]
 
     # --- mirrors ----------------------------------------------------------------
     def add_mirror(self, data: Any) -> tuple[dict[str, Any], list[OutMsg]]:

@@ -105,6 +105,52 @@ def delete_mirror(container: str):
     return "", 204
 
 
+@api.get("/api/services")
+def services():
+    return jsonify(_core().service_list())
+
+
+@api.post("/api/services")
+def add_service():
+    from controller.services.service import ServiceError
+
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        abort(400, description="body must be a JSON object describing the service")
+    try:
+        return jsonify(_core().add_service(body)), 201
+    except ServiceError as exc:
+        abort(400, description=str(exc).splitlines()[0])
+
+
+@api.get("/api/services/events")
+def service_events():
+    return jsonify(_core().service_events())
+
+
+@api.get("/api/services/<name>/shadow")
+def service_shadow(name: str):
+    try:
+        return jsonify(_core().service_shadow(name))
+    except LookupError as exc:
+        abort(404, description=str(exc.args[0]))
+
+
+@api.post("/api/services/<name>/switch")
+def switch_service(name: str):
+    from controller.services.service import ServiceError
+
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("node"), str):
+        abort(400, description="body must be a JSON object with the target 'node' name")
+    try:
+        return jsonify(_core().switch_service(name, body["node"]))
+    except LookupError as exc:
+        abort(404, description=str(exc.args[0]))
+    except ServiceError as exc:
+        abort(400, description=str(exc).splitlines()[0])
+
+
 @api.post("/api/hosts/<host>/health")
 def set_health(host: str):
     body = request.get_json(silent=True)

@@ -104,6 +104,22 @@ class ServiceRuntime:
         traffic = self.steering.traffic() if counters_fresh else None
         health = self.health.snapshot()
         plan = self.redirection.step(health, now, traffic)
+        msgs = self._apply(plan, now)
+        for svc in self.services:
+            self.shadow.refresh(health, now, self.redirection.excluded(svc.name), svc.name)
+        for key in self.shadow.expire(now):
+            self._client_macs.pop(key, None)
+        return msgs, plan
+
+    def switch_to(self, service: str, node: str, now: float | None = None
+                  ) -> tuple[list[OutMsg], Plan]:
+        """An operator's switchover (REST): no thresholds, no cool-down."""
+        now = self.clock() if now is None else now
+        plan = self.redirection.switch_to(service, node, self.health.snapshot(), now)
+        return self._apply(plan, now), plan
+
+    def _apply(self, plan: Plan, now: float) -> list[OutMsg]:
+        """Paths to the new nodes first, then the rewrites that use them."""
         msgs: list[OutMsg] = []
         for move in plan.moves:
             svc = self.services.get(move.key.service)
@@ -111,12 +127,7 @@ class ServiceRuntime:
             mac = self._client_macs.get(move.key)
             if node is not None and mac is not None:
                 msgs += self.ensure_path(mac, node)
-        msgs += self.steering.apply(plan.moves, now)
-        for svc in self.services:
-            self.shadow.refresh(health, now, self.redirection.excluded(svc.name), svc.name)
-        for key in self.shadow.expire(now):
-            self._client_macs.pop(key, None)
-        return msgs, plan
+        return msgs + self.steering.apply(plan.moves, now)
 
     def flow_removed(self, cookie: int, now: float | None = None) -> list[OutMsg]:
         """A steering rule idled out: the flow ended; its other rule goes too."""
