@@ -71,7 +71,8 @@ class ShadownetApp(app_manager.OSKenApp):
         self._stats_requested: dict[int, float] = {}
         self._stats_rows: dict[int, list[ObservedFlow]] = {}
         self._running = True
-        self._workers = [hub.spawn(self._reconcile_loop), hub.spawn(self._flush_loop)]
+        self._workers = [hub.spawn(self._reconcile_loop), hub.spawn(self._flush_loop),
+                         hub.spawn(self._probe_loop)]
         self._api = None
         port = cfg["controller"]["wsapi_port"]
         if port:
@@ -203,6 +204,20 @@ class ShadownetApp(app_manager.OSKenApp):
                 self._request_stats(dp)
             # Service decisions use the counters the previous round brought in.
             self.send(self.core.service_tick())
+
+    def _probe_loop(self) -> None:
+        """The Flow Monitor's active probes: every node of every service, each interval."""
+        from controller.services.health import probe_metrics
+        from controller.services.probes import probe_round
+
+        interval = self.cfg["reconcile"]["interval"]
+        while self._sleep(interval):
+            services = self.core.service_nodes()
+            if not services:
+                continue
+            now = time.time()
+            for node, results in probe_round(services).items():
+                self.core.observe_node(node, now, probe_metrics(results))
 
     def _flush_loop(self) -> None:
         interval = self.cfg["reconcile"]["flush_interval"]

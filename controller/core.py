@@ -56,6 +56,7 @@ class ControllerCore:
         self.forwarder = Forwarder(self.graph, self.hosts, self.table, settings, clock)
         self.mirror_policy = mirror_policy or MirrorPolicy()
         self.services = self._service_runtime(services or [])
+        self.node_health: dict[str, Any] = {}
         self.unhealthy: dict[str, dict[str, Any]] = {}
         # Set by the os-ken app: sends messages produced outside an OpenFlow event.
         self.sender: Callable[[list[OutMsg]], None] | None = None
@@ -187,12 +188,25 @@ class ControllerCore:
             msgs, _plan = self.services.tick(self.clock())
             return self._counted(msgs)
 
+    def service_nodes(self) -> list[Any]:
+        with self.lock:
+            return list(self.services.services)
+
+    def observe_node(self, node: str, ts: float, metrics: dict[str, float]) -> None:
+        """One interval of probe results for a node (the Flow Monitor feeds this)."""
+        with self.lock:
+            health = self.services.observe(node, ts, metrics)
+            self.node_health[node] = health
+
     def service_list(self) -> list[dict[str, Any]]:
         with self.lock:
             rt = self.services
-            return [svc.as_dict() | {"active_node": rt.redirection.active_node(svc.name),
-                                     "flows": len(rt.shadow.entries(svc.name, True))}
-                    for svc in rt.services]
+            return [svc.as_dict() | {
+                "active_node": rt.redirection.active_node(svc.name),
+                "flows": len(rt.shadow.entries(svc.name, True)),
+                "health": {n.name: _health_view(self.node_health.get(n.name))
+                           for n in svc.nodes},
+            } for svc in rt.services]
 
     def add_service(self, data: Any) -> dict[str, Any]:
         from controller.services.service import Service
@@ -390,3 +404,11 @@ def _redact(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _health_view(health: Any) -> dict[str, Any] | None:
+    if health is None:
+        return None
+    return {"score": round(health.score, 3),
+            "failure_probability": round(health.failure_probability, 3),
+            "reason": health.reason()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 import tempfile
 import time
 from functools import partial
@@ -19,6 +20,8 @@ from lab.controller_process import AgentProcess, ControllerProcess
 from lab.ovs import LabError, delete_bridges, delete_links, ensure_ovs, require_root
 
 LOG = logging.getLogger(__name__)
+
+PROBE_IF, PROBE_PEER, PROBE_IP = "snprobe0", "snprobe1", "10.0.0.250"
 
 
 class Lab:
@@ -33,6 +36,7 @@ class Lab:
         discovery_timeout: float | None = None,
         hub: str | None = None,
         tenants: dict[str, str] | None = None,
+        probe_port: bool = False,
     ) -> None:
         from topologies.registry import build_topo
 
@@ -44,6 +48,7 @@ class Lab:
         self.hub = hub
         self.discovery_timeout = discovery_timeout or 30 + 1.5 * self.info.switches
         self.tenants = tenants
+        self.probe_port = probe_port
         self.controller: ControllerProcess | None = None
         self.agent: AgentProcess | None = None
         self.net: Any = None
@@ -74,6 +79,8 @@ class Lab:
         self.controller = ControllerProcess(self.workdir, config_file=config_file, hub=self.hub)
         self.controller.start()
         self._start_mininet()
+        if self.probe_port:
+            self._add_probe_port()
         self.wait_for_discovery()
 
     def _start_mininet(self) -> None:
@@ -104,6 +111,8 @@ class Lab:
             self.agent.stop()
             self.agent = None
         self._remove_mirrors()
+        if self.probe_port:
+            subprocess.run(["ip", "link", "del", PROBE_IF], capture_output=True, check=False)
         if self.net is not None:
             try:
                 self.net.stop()
@@ -119,6 +128,26 @@ class Lab:
             self.controller.stop()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # --- the controller's way into the lab ------------------------------------------
+    def _add_probe_port(self) -> None:
+        """Plug this host into the first switch, as a management network would.
+
+        The controller's Flow Monitor probes service nodes from this host; the
+        route covers only the lab's hosts (10.0.0.0/24), never more.
+        """
+        first = sorted(self.topo.switches(), key=lambda s: int(s[1:]))[0]
+        for cmd in (
+            ["ip", "link", "add", PROBE_IF, "type", "veth", "peer", "name", PROBE_PEER],
+            ["ip", "addr", "add", f"{PROBE_IP}/32", "dev", PROBE_IF],
+            ["ip", "link", "set", PROBE_IF, "up"],
+            ["ip", "link", "set", PROBE_PEER, "up"],
+            ["ip", "route", "add", "10.0.0.0/24", "dev", PROBE_IF, "src", PROBE_IP],
+            ["ovs-vsctl", "add-port", first, PROBE_PEER],
+        ):
+            subprocess.run(cmd, check=True, capture_output=True)
+        for intf in (PROBE_IF, PROBE_PEER):
+            subprocess.run(["ethtool", "-K", intf, "tx", "off"], capture_output=True)
 
     # --- containers and mirrors -----------------------------------------------------
     def mark_containers(self) -> None:
