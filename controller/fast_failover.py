@@ -51,7 +51,9 @@ def plan_path(
     if not protect or len(switch_path) < 2:
         return [PlannedFlow(h.dpid, h.out_port, path=path) for h in hops]
     dst = switch_path[-1]
-    detour_exits: dict[tuple[int, int], int] = {}
+    # Where each (switch, in-port) already sends this path's packets. The path's own
+    # hops come first: a detour must never change where a path packet goes.
+    detour_exits: dict[tuple[int, int], int] = {(h.dpid, h.in_port): h.out_port for h in hops}
     detour_flows: list[PlannedFlow] = []
     backups: dict[int, int] = {}
     for i, hop in enumerate(hops[:-1]):
@@ -64,7 +66,7 @@ def plan_path(
             continue  # would clash with an earlier detour at a shared (switch, in-port)
         backups[hop.dpid] = detour_hops[0].out_port
         for h in detour_hops[1:]:
-            if (h.dpid, h.in_port) not in detour_exits:
+            if (h.dpid, h.in_port) not in detour_exits:  # else the same exit is in place
                 detour_exits[(h.dpid, h.in_port)] = h.out_port
                 detour_flows.append(PlannedFlow(h.dpid, h.out_port, in_port=h.in_port,
                                                 path=tuple(detour)))
