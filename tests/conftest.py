@@ -1,0 +1,21 @@
+"""Suite-wide rule: under ``CI=true`` nothing may skip.
+
+A skipped test is green but tests nothing, so on CI every skip (a missing
+tool, data set or privilege) is turned into a failure that says why.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: skipping is not allowed here ({reason})"
