@@ -130,9 +130,10 @@ class ControllerCore:
             before_hosts = len(self.hosts)
             malformed = self.forwarder.stats.malformed
             # Services first: the forwarder would flood a VIP nobody owns.
-            msgs = self.services.packet_in(dpid, in_port, data)
-            if msgs is not None:
-                return self._counted(msgs)
+            if len(self.services.services):
+                msgs = self.services.packet_in(dpid, in_port, data)
+                if msgs is not None:
+                    return self._counted(msgs)
             msgs = self.forwarder.packet_in(dpid, in_port, data)
             if self.forwarder.stats.malformed != malformed:
                 self.metrics.malformed.inc()
