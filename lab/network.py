@@ -8,7 +8,9 @@ including when a step fails or the run is interrupted.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -114,6 +116,7 @@ class Lab:
         if self.probe_port:
             subprocess.run(["ip", "link", "del", PROBE_IF], capture_output=True, check=False)
         if self.net is not None:
+            self._kill_host_processes()
             try:
                 self.net.stop()
             except Exception:  # noqa: BLE001 - keep tearing down
@@ -128,6 +131,29 @@ class Lab:
             self.controller.stop()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _kill_host_processes(self) -> None:
+        """Kill whatever still runs in a host's namespace (daemons detach from its shell).
+
+        Mininet only stops each host's shell; a server started with ``&`` or ``-D``
+        would otherwise outlive the lab and keep its namespace alive.
+        """
+        namespaces = set()
+        for host in self.net.hosts:
+            try:
+                namespaces.add(os.stat(f"/proc/{host.pid}/ns/net").st_ino)
+            except (OSError, TypeError):
+                continue
+        namespaces.discard(os.stat("/proc/self/ns/net").st_ino)  # never the root's
+        shells = {host.pid for host in self.net.hosts}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in shells:
+                continue
+            try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in namespaces:
+                    os.kill(int(entry), signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                continue
 
     # --- the controller's way into the lab ------------------------------------------
     def _add_probe_port(self) -> None:
