@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from controller import mirroring
+from controller import mirroring, ofmsgs
 from controller.forwarding import Forwarder, ForwardingSettings, OutMsg
 from controller.host_table import HostTable
 from controller.metrics import ControllerMetrics
@@ -154,8 +154,6 @@ class ControllerCore:
 
     def flow_stats(self, dpid: int, observed: list[ObservedFlow], requested_at: float):
         """Reconcile one switch; returns the repair messages."""
-        from controller import ofmsgs
-
         with self.lock:
             result = reconcile(self.table, dpid, observed, requested_at, self.clock())
             self.last_reconcile[dpid] = self.clock()

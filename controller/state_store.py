@@ -173,11 +173,6 @@ class StateStore:
         with Session(self.engine) as session, session.begin():
             session.execute(delete(MirrorRow).where(MirrorRow.container == container))
 
-    def replace_hosts(self, hosts: Iterable[Host]) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.execute(delete(HostRow))
-        self.save(hosts=hosts)
-
     def ping(self) -> bool:
         try:
             with self.engine.connect():

@@ -200,3 +200,22 @@ def ring_graph(n: int) -> tuple[NetworkGraph, list[Link]]:
         graph.add_link(link)
         links.append(link)
     return graph, links
+
+
+def connect_ring(core, n: int = 4, learn_hosts: bool = True) -> FakeNetwork:
+    """Feed a ``ControllerCore`` an n-switch ring (switches, LLDP links, one host each).
+
+    Returns the fake network holding the base pipeline, for tests that walk it.
+    """
+    from tests.unit.packets import arp_request
+
+    graph, links = ring_graph(n)
+    net = FakeNetwork(links)
+    for dpid in graph.switches():
+        net.send(core.switch_connected(dpid, [1, 2, 3]))
+    for link in links:
+        core.link_added(link)
+    if learn_hosts:
+        for i in range(1, n + 1):
+            core.packet_in(i, 1, arp_request(i, i % n + 1))
+    return net

@@ -6,7 +6,7 @@ import pytest
 
 from controller.core import ControllerCore
 from controller.mirroring import Mirror, MirrorError, MirrorPolicy, frame_selected
-from tests.unit.fakes import FakeNetwork, ring_graph
+from tests.unit.fakes import connect_ring
 from tests.unit.packets import arp_request, mac, ping
 
 MIRROR_PORT = 9
@@ -23,13 +23,7 @@ def registration(**policy):
 @pytest.fixture()
 def setup():
     core = ControllerCore(None)
-    graph, links = ring_graph(4)
-    net = FakeNetwork(links)
-    for dpid in graph.switches():
-        net.send(core.switch_connected(dpid, [1, 2, 3]))
-    for link in links:
-        core.link_added(link)
-    return core, net
+    return core, connect_ring(core, learn_hosts=False)
 
 
 def test_both_directions_copied_forwarding_untouched(setup):

@@ -7,8 +7,8 @@ import pytest
 from controller.core import ControllerCore
 from controller.forwarding import ForwardingSettings
 from controller.state_store import StateStore
-from tests.unit.fakes import ring_graph
-from tests.unit.packets import arp_request, mac, ping
+from tests.unit.fakes import connect_ring
+from tests.unit.packets import mac, ping
 from webui.app import create_app
 
 
@@ -16,13 +16,7 @@ from webui.app import create_app
 def core(tmp_path):
     core = ControllerCore(StateStore(f"sqlite:///{tmp_path / 'api.db'}"),
                           ForwardingSettings(fast_failover=False))
-    graph, links = ring_graph(4)
-    for dpid in graph.switches():
-        core.switch_connected(dpid, [1, 2, 3])
-    for link in links:
-        core.link_added(link)
-    for i in range(1, 5):
-        core.packet_in(i, 1, arp_request(i, i % 4 + 1))
+    connect_ring(core)
     core.packet_in(1, 1, ping(1, 3))
     return core
 

@@ -8,8 +8,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import config
 from controller.core import ControllerCore
-from tests.unit.fakes import ring_graph
-from tests.unit.packets import arp_request, ip, mac
+from tests.unit.fakes import connect_ring
+from tests.unit.packets import ip, mac
 from tests.unit.test_services_steering import VIP, syn
 from webui.app import create_app
 
@@ -21,13 +21,7 @@ SERVICE = {"name": "web", "vip": VIP, "port": 80, "mode": "stateful",
 @pytest.fixture()
 def core():
     core = ControllerCore(None, services=[SERVICE])
-    graph, links = ring_graph(4)
-    for dpid in graph.switches():
-        core.switch_connected(dpid, [1, 2, 3])
-    for link in links:
-        core.link_added(link)
-    for i in range(1, 5):
-        core.packet_in(i, 1, arp_request(i, i % 4 + 1))
+    connect_ring(core)
     return core
 
 
