@@ -123,19 +123,31 @@ class _StopFlag:
         self.signum = signum
 
 
+def patch_hub(kind: str) -> None:
+    """Make blocking calls cooperative under the eventlet hub: sockets, time, threads.
+
+    Everything is patched. os-ken's ``hub.patch(thread=True)`` patches *only*
+    threads, so one blocking socket call (a health probe, say) froze every green
+    thread, LLDP included, until os-ken timed the links out.
+    """
+    os.environ["OSKEN_HUB_TYPE"] = kind
+    if kind == "eventlet":
+        import eventlet
+
+        eventlet.monkey_patch()
+
+
 def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
     ctl = cfg["controller"]
-    # os-ken picks its hub from the environment at import time.
-    os.environ["OSKEN_HUB_TYPE"] = ctl["hub"]
     import warnings
 
     warnings.filterwarnings("ignore", message=".*Eventlet is deprecated.*")
-    from os_ken.lib import hub
-
-    hub.patch(thread=True)
+    # os-ken picks its hub from the environment at import time: patch first.
+    patch_hub(ctl["hub"])
     from os_ken import cfg as osken_cfg
     from os_ken.base import app_manager
     from os_ken.controller import controller as _ofp_controller  # noqa: F401 - registers options
+    from os_ken.lib import hub
     from os_ken.topology import switches as _switches  # noqa: F401 - registers observe-links
 
     from controller import app as shadownet_app

@@ -108,3 +108,15 @@ def test_starts_serves_and_stops_cleanly_on_signal(tmp_path, hub, sig):
     assert proc.returncode == 0, out
     assert "state saved" in out and "Traceback" not in out
     assert (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize("hub,green", [("eventlet", True), ("native", False)])
+def test_eventlet_hub_makes_sockets_cooperative(hub, green):
+    """Under eventlet a blocking socket call must yield, or one slow health probe
+    freezes LLDP and every other green thread (links then time out)."""
+    code = ("import socket; from controller.manager import patch_hub; "
+            f"patch_hub({hub!r}); import eventlet.patcher as p; "
+            "print(p.is_monkey_patched('socket'), p.is_monkey_patched('thread'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == [str(green), str(green)]
