@@ -36,7 +36,11 @@ class ControllerCore:
         mirror_policy: MirrorPolicy | None = None,
         services: list[dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
+        predictive: bool = True,
     ) -> None:
+        """``predictive``: node health includes the predictive engine's failure
+        probability, so services move *before* a node fails; off, they move only
+        on measured health (the reactive-only mode)."""
         self.lock = threading.RLock()
         self.clock = clock
         self.started = clock()
@@ -55,7 +59,7 @@ class ControllerCore:
                 self.hosts.restore(host)
         self.forwarder = Forwarder(self.graph, self.hosts, self.table, settings, clock)
         self.mirror_policy = mirror_policy or MirrorPolicy()
-        self.services = self._service_runtime(services or [])
+        self.services = self._service_runtime(services or [], predictive)
         self.node_health: dict[str, Any] = {}
         self.unhealthy: dict[str, dict[str, Any]] = {}
         # Set by the os-ken app: sends messages produced outside an OpenFlow event.
@@ -68,8 +72,9 @@ class ControllerCore:
         LOG.info("state loaded: %d flow entries (%d active), %d hosts",
                  len(self.table), self.table.active_count(), len(self.hosts))
 
-    def _service_runtime(self, declared: list[dict[str, Any]]) -> Any:
+    def _service_runtime(self, declared: list[dict[str, Any]], predictive: bool) -> Any:
         """Services (VIPs steered to nodes) share the ST, the graph and the host table."""
+        from controller.services.health import node_engine
         from controller.services.runtime import ServiceRuntime
         from controller.services.service import services_from_config
 
@@ -85,6 +90,7 @@ class ControllerCore:
 
         return ServiceRuntime(
             services_from_config(declared, "services"), self.table, self.graph,
+            engine=node_engine() if predictive else None,
             locate=locate, ensure_path=ensure_path,
             forward_priority=self.forwarder.settings.priority, clock=self.clock,
         )
@@ -188,8 +194,9 @@ class ControllerCore:
             return self._counted(msgs)
 
     def service_nodes(self) -> list[Any]:
+        """The services whose nodes the Flow Monitor probes."""
         with self.lock:
-            return list(self.services.services)
+            return [svc for svc in self.services.services if svc.monitor]
 
     def observe_node(self, node: str, ts: float, metrics: dict[str, float]) -> None:
         """One interval of probe results for a node (the Flow Monitor feeds this)."""

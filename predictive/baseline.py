@@ -63,6 +63,10 @@ class BaselineConfig:
     likelihood_long: int = 3000  # rows of history the likelihood compares against
     coarse_bins: int = 4  # bins of the second, coarse context channel (0 = off)
     coarse_short: int = 20  # rows the coarse channel's likelihood averages
+    # Smallest difference that means anything for this metric (its measurement
+    # resolution): scales and ranges never shrink below it, so a metric that sat
+    # still (a range of zero) does not turn its first tiny wobble into infinite z.
+    resolution: float = 0.0
 
     def __post_init__(self) -> None:
         if self.window < 10 or self.short < 1 or self.min_history < 2:
@@ -71,6 +75,8 @@ class BaselineConfig:
             raise ValueError("min_history cannot exceed the baseline window")
         if not 0.0 < self.rate_smoothing <= 1.0:
             raise ValueError("rate_smoothing must be in (0, 1]")
+        if self.resolution < 0.0:
+            raise ValueError("resolution must be >= 0")
 
 
 class DriftScores(NamedTuple):
@@ -219,7 +225,7 @@ class MetricBaseline:
             med = srt[m >> 1]
             lo = srt[0]
             hi = srt[-1]
-            floor = 1e-3 * abs(med) + 1e-9
+            floor = max(1e-3 * abs(med) + 1e-9, cfg.resolution)
             iqr = srt[(3 * m) >> 2] - srt[m >> 2]
             scale = max(iqr / 1.349, floor)
             span = max(hi - lo, floor)
@@ -242,7 +248,7 @@ class MetricBaseline:
                 self._rate = (1.0 - a) * self._rate + a * raw_rate
             self._prev_shift = shift
             ahi, alo = self._amax, self._amin
-            aspan = max(ahi - alo, 1e-3 * abs(ahi) + 1e-9)
+            aspan = max(ahi - alo, 1e-3 * abs(ahi) + 1e-9, cfg.resolution)
             if x > ahi:
                 novelty_all = (x - ahi) / aspan
             elif x < alo:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from predictive.baseline import BaselineConfig, DriftScores, MetricBaseline
@@ -56,6 +56,8 @@ class DetectorConfig:
     alert_horizon: int = 100  # observations an alarm suppresses weaker ones for
     alert_factor: float = 2.0  # evidence ratio needed to re-alarm inside the horizon
     recent: int = 12  # observations the drift evidence is held for (and novelty_recent)
+    # Per metric name, its BaselineConfig.resolution (others use baseline.resolution).
+    resolution: Mapping[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.recent < 1 or self.recent >= max(self.alert_horizon, 2):
@@ -174,7 +176,10 @@ class EntityDetector:
                 continue
             b = self._baselines.get(name)
             if b is None:
-                b = self._baselines[name] = MetricBaseline(cfg.baseline)
+                base = cfg.baseline
+                if name in cfg.resolution:
+                    base = replace(base, resolution=float(cfg.resolution[name]))
+                b = self._baselines[name] = MetricBaseline(base)
             present[name] = v
             scores[name] = b.update(t, v)
         self.n += 1

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from predictive.detector import DetectorConfig
 from predictive.engine import PredictiveEngine
 
 METRICS = ("latency_ms", "loss", "error_rate", "cpu", "mem")
@@ -67,6 +69,17 @@ class HealthSettings:
     latency_scale_ms: float = 100.0  # extra latency that halves the latency factor
     cpu_knee: float = 0.85  # CPU fraction above which the factor falls to 0 at 100%
     mem_knee: float = 0.9
+    # What the predictive engine sees: each metric's median over the last
+    # ``engine_window`` intervals (one slow interval is not a trend), rounded to
+    # ``engine_resolution``. Latency counts above ``latency_good_ms`` only and on
+    # a log scale (``log2(1 + excess / resolution)``, rounded): the engine flags
+    # values a node has never shown, so without a resolution a node that has
+    # answered in 1.2 ms for a minute looks "novel" at 4 ms, and without the log
+    # a node that jitters by 30 ms keeps setting new records as samples grow.
+    engine_window: int = 3
+    engine_resolution: Mapping[str, float] = field(default_factory=lambda: {
+        "latency_ms": 10.0, "loss": 0.25, "error_rate": 0.25, "cpu": 0.05, "mem": 0.05,
+    })
     smoothing: float = 0.5  # EWMA weight of the newest score
     history_alpha: float = 0.05  # EWMA weight of the newest score in the long-run history
     weights: Mapping[str, float] = field(default_factory=lambda: {
@@ -80,6 +93,8 @@ class HealthSettings:
                 raise ValueError(f"health weights: unknown metric {name!r}")
             if w < 0:
                 raise ValueError(f"health weights: {name!r} must be >= 0, got {w}")
+        if self.engine_window < 1:
+            raise ValueError("health engine_window must be >= 1")
         if not 0 < self.smoothing <= 1 or not 0 < self.history_alpha <= 1:
             raise ValueError("health smoothing and history_alpha must be in (0, 1]")
 
@@ -119,6 +134,22 @@ class NodeHealth:
         }
 
 
+def node_engine(settings: HealthSettings | None = None) -> PredictiveEngine:
+    """The predictive engine for node and switch health, tuned for probe metrics.
+
+    NAB's defaults flag any value beyond the range seen so far (a new record is
+    an anomaly there). Probe metrics arrive already rounded to their resolution
+    (see ``HealthSettings``), so the engine is told that resolution and counts a
+    value one whole range beyond what it has seen as 63 % of full drift: a
+    quiet node that slows down stands out at once, a noisy one must leave its
+    usual band.
+    """
+    s = settings or HealthSettings()
+    resolution = {name: (1.0 if name == "latency_ms" else step)
+                  for name, step in s.engine_resolution.items()}
+    return PredictiveEngine(DetectorConfig(novelty_scale=1.0, resolution=resolution))
+
+
 class HealthMonitor:
     """Per-node health scores, with a predictive engine entity ``node:<name>`` per node."""
 
@@ -128,6 +159,7 @@ class HealthMonitor:
         self.engine = engine
         self.settings = settings or HealthSettings()
         self._last: dict[str, NodeHealth] = {}
+        self._recent: dict[str, dict[str, deque[float]]] = {}
 
     @staticmethod
     def entity(node: str) -> str:
@@ -159,8 +191,7 @@ class HealthMonitor:
         factors = self.factors(metrics)
         prob, alert, ready, top, components = 0.0, 0.0, False, (), {}
         if self.engine is not None:
-            numeric = {k: float(v) for k, v in metrics.items() if v is not None}
-            up = self.engine.update(self.entity(node), ts, numeric)
+            up = self.engine.update(self.entity(node), ts, self.engine_view(node, metrics))
             prob, alert, ready = up.failure_probability, up.alert, up.ready
             top, components = up.top_metrics, dict(up.components)
             if ready:
@@ -185,6 +216,24 @@ class HealthMonitor:
         self._last[node] = health
         return health
 
+    def engine_view(self, node: str, metrics: Mapping[str, float | None]) -> dict[str, float]:
+        """The metrics as the predictive engine gets them (see ``HealthSettings``)."""
+        s = self.settings
+        recent = self._recent.setdefault(node, {})
+        out: dict[str, float] = {}
+        for name, value in metrics.items():
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            v = float(value)
+            window = recent.setdefault(name, deque(maxlen=s.engine_window))
+            window.append(v)
+            v = float(statistics.median(window))
+            step = s.engine_resolution.get(name, 0.0)
+            if name == "latency_ms" and step > 0:
+                v, step = math.log2(1.0 + max(0.0, v - s.latency_good_ms) / step), 1.0
+            out[name] = math.floor(v / step + 0.5) * step if step > 0 else v
+        return out
+
     def get(self, node: str) -> NodeHealth | None:
         return self._last.get(node)
 
@@ -193,6 +242,7 @@ class HealthMonitor:
 
     def forget(self, node: str) -> None:
         self._last.pop(node, None)
+        self._recent.pop(node, None)
         if self.engine is not None:
             self.engine.forget(self.entity(node))
 

@@ -169,6 +169,7 @@ class Service:
     drain_seconds: float = 30.0
     idle_timeout: int = 60  # of the per-flow steering rules, so ended flows leave the switch
     thresholds: Thresholds = field(default_factory=Thresholds)
+    monitor: bool = True  # probe the nodes and switch on health; off: operator switches only
 
     @property
     def ip_proto(self) -> int:
@@ -195,7 +196,7 @@ class Service:
         if not isinstance(data, Mapping):
             raise ServiceError(f"{where}: must be a mapping, got {_kind(data)}")
         allowed = {"name", "vip", "port", "proto", "mode", "primary", "standbys", "vip_mac",
-                   "drain_seconds", "idle_timeout", "thresholds"}
+                   "drain_seconds", "idle_timeout", "thresholds", "monitor"}
         _no_unknown(data, allowed, where)
         name = _required(data, "name", where)
         if not isinstance(name, str) or not _NAME.match(name):
@@ -234,6 +235,7 @@ class Service:
             standbys=standbys, vip_mac=vip_mac, drain_seconds=drain,
             idle_timeout=_int(data.get("idle_timeout", 60), f"{where}.idle_timeout", 1, 65535),
             thresholds=Thresholds.from_dict(data.get("thresholds"), f"{where}.thresholds"),
+            monitor=_bool(data.get("monitor", True), f"{where}.monitor"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -242,7 +244,7 @@ class Service:
             "mode": self.mode, "vip_mac": self.vip_mac, "drain_seconds": self.drain_seconds,
             "idle_timeout": self.idle_timeout, "primary": self.primary.as_dict(),
             "standbys": [n.as_dict() for n in self.standbys],
-            "thresholds": asdict(self.thresholds),
+            "thresholds": asdict(self.thresholds), "monitor": self.monitor,
         }
 
 
@@ -348,6 +350,12 @@ def load_services(path: str | Path) -> ServiceTable:
 
 
 # --- field checks -------------------------------------------------------------
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ServiceError(f"{where}: must be true or false, got {_kind(value)}")
+    return value
+
+
 def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 

@@ -123,3 +123,14 @@ def test_table_refuses_conflicts_between_services():
     assert len(table) == 2 and table.vips()["10.0.0.101"] == default_vip_mac("api")
     with pytest.raises(ServiceError, match=r"services\[1\].name: duplicate service 'web'"):
         services_from_config([body(), body()])
+
+
+def test_monitor_flag_is_validated():
+    from controller.services.service import Service, ServiceError
+
+    base = {"name": "web", "vip": "10.0.0.100", "port": 80,
+            "primary": {"name": "h2", "ip": "10.0.0.2", "mac": "00:00:00:00:00:02"}}
+    assert Service.from_dict(base).monitor is True
+    assert Service.from_dict({**base, "monitor": False}).monitor is False
+    with pytest.raises(ServiceError, match=r"service\.monitor: must be true or false"):
+        Service.from_dict({**base, "monitor": "no"})

@@ -80,3 +80,36 @@ def test_counter_rates_ignore_resets():
     assert rates.update("s1:1", 2.0, 300) == 100.0
     assert rates.update("s1:1", 3.0, 10) is None  # counter reset
     assert rates.update("s1:1", 4.0, 20) == 10.0
+
+
+def _engine_run(latencies: list[float]) -> list[float]:
+    from controller.services.health import node_engine
+
+    monitor = HealthMonitor(node_engine())
+    return [monitor.observe("n", float(i), {"latency_ms": lat, "loss": 0.0}).failure_probability
+            for i, lat in enumerate(latencies)]
+
+
+def test_engine_ignores_millisecond_wobble_on_a_quiet_node():
+    quiet = [1.2] * 40 + [4.0, 1.1, 4.5, 4.2, 1.3] * 4
+    assert max(_engine_run(quiet)) == 0.0
+
+
+def test_engine_predicts_a_quiet_node_slowing_down():
+    probs = _engine_run([1.2] * 40 + [25.0] * 4 + [55.0] * 4)
+    assert max(probs[:40]) == 0.0
+    assert max(probs[40:44]) > 0.5 and probs[-1] >= 0.8
+
+
+def test_engine_learns_a_noisy_node_is_noisy():
+    import random
+
+    rng = random.Random(7)
+    noisy = [1.0 + rng.uniform(0, 30) for _ in range(200)]
+    assert max(_engine_run(noisy)[60:]) < 0.7
+
+
+def test_engine_view_uses_median_of_recent_intervals():
+    monitor = HealthMonitor()
+    views = [monitor.engine_view("n", {"latency_ms": v}) for v in (2.0, 2.0, 400.0, 2.0)]
+    assert [v["latency_ms"] for v in views] == [0.0, 0.0, 0.0, 0.0]
