@@ -61,10 +61,14 @@ class ShadownetApp(app_manager.OSKenApp):
                 hard_timeout=fwd["hard_timeout"],
                 priority=fwd["priority"],
                 fast_failover=fwd["fast_failover"],
+                critical_switches=frozenset(cfg["switch_shadowing"]["critical"]),
+                shadow_sample_percent=cfg["switch_shadowing"]["sample_percent"],
             ),
             history_seconds=cfg["reconcile"]["history_seconds"],
             mirror_policy=MirrorPolicy.from_dict(cfg["mirroring"], "mirroring"),
             services=cfg.get("services", []),
+            predictive=cfg["prediction"]["enabled"],
+            switch_shadowing=cfg["switch_shadowing"],
         )
         self.core.sender = self.send
         self.datapaths: dict[int, Any] = {}
@@ -73,6 +77,8 @@ class ShadownetApp(app_manager.OSKenApp):
         self._running = True
         self._workers = [hub.spawn(self._reconcile_loop), hub.spawn(self._flush_loop),
                          hub.spawn(self._probe_loop)]
+        if cfg["switch_shadowing"]["critical"]:
+            self._workers.append(hub.spawn(self._switch_probe_loop))
         self._api = None
         port = cfg["controller"]["wsapi_port"]
         if port:
@@ -218,6 +224,12 @@ class ShadownetApp(app_manager.OSKenApp):
             now = time.time()
             for node, results in probe_round(services).items():
                 self.core.observe_node(node, now, probe_metrics(results))
+
+    def _switch_probe_loop(self) -> None:
+        """Critical switches: probe their links, score them, drain before they fail."""
+        interval = self.cfg["switch_shadowing"]["probe_interval"]
+        while self._sleep(interval):
+            self.send(self.core.switch_tick())
 
     def _flush_loop(self) -> None:
         interval = self.cfg["reconcile"]["flush_interval"]

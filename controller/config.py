@@ -28,6 +28,17 @@ Example::
     reconcile:
       interval: 10
       flush_interval: 1.0
+    prediction:
+      enabled: true         # false: act on measured health only (reactive-only)
+    switch_shadowing:       # keep a live shadow path around critical switches
+      critical: [2, 5]      # switch dpids
+      sample_percent: 2     # % of flows hashed onto the shadow all the time (0..5)
+      probe_interval: 1.0   # seconds between health probes of a critical switch
+      enter_probability: 0.9
+      enter_health: 0.5
+      confirm: 2            # consecutive intervals before draining / undraining
+      cool_down: 30         # seconds a drained switch stays drained at least
+      exit_health: 0.8
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ class Key:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
+    item: type | None = None  # lists: each element's type (minimum/maximum bound each)
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -82,10 +94,25 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "flush_interval": Key((int, float), 1.0, 0.05, 60),
         "history_seconds": Key((int, float), 3600, 0, 10**8),
     },
+    "prediction": {
+        # Off: services and switches move only on measured health (reactive-only).
+        "enabled": Key(bool, True),
+    },
+    "switch_shadowing": {
+        "critical": Key(list, [], 0, 2**64 - 1, item=int),
+        "sample_percent": Key((int, float), 2, 0, 5),
+        "probe_interval": Key((int, float), 1.0, 0.05, 3600),
+        "enter_probability": Key((int, float), 0.9, 0, 1),
+        "enter_health": Key((int, float), 0.5, 0, 1),
+        "confirm": Key(int, 2, 1, 1000),
+        "cool_down": Key((int, float), 30, 0, 10**6),
+        "exit_health": Key((int, float), 0.8, 0, 1),
+    },
 }
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list",
                bool: "true or false"}
+_PLURAL_NAMES = {int: "integers", float: "numbers", str: "strings"}
 
 
 def _expected(key: Key) -> str:
@@ -136,7 +163,20 @@ def validate(data: Any, source: str = "config") -> dict[str, dict[str, Any]]:
                     f"(expected one of: {', '.join(SCHEMA[section])})"
                 )
             config[section][name] = _check(f"{section}.{name}", value, spec, source)
+    _check_together(config, source)
     return config
+
+
+def _check_together(config: dict[str, Any], source: str) -> None:
+    """Rules that span two keys of a section."""
+    shadow = config["switch_shadowing"]
+    # Hysteresis: a switch must look clearly better to come back than it did to go.
+    if shadow["exit_health"] <= shadow["enter_health"]:
+        raise ConfigError(
+            f"{source}: key 'switch_shadowing.exit_health' must be above "
+            f"'switch_shadowing.enter_health' ({shadow['exit_health']!r} <= "
+            f"{shadow['enter_health']!r})"
+        )
 
 
 def _kind(value: Any) -> str:
@@ -151,6 +191,8 @@ def _check(path: str, value: Any, spec: Key, source: str) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, types):
         raise ConfigError(f"{source}: key '{path}' must be {_expected(spec)}, got {_kind(value)}")
+    if spec.item is not None:
+        return [_check_item(path, item, spec, source) for item in value]
     if spec.minimum is not None and value < spec.minimum:
         raise ConfigError(f"{source}: key '{path}' must be >= {spec.minimum}, got {value!r}")
     if spec.maximum is not None and value > spec.maximum:
@@ -163,6 +205,21 @@ def _check(path: str, value: Any, spec: Key, source: str) -> Any:
                 f"{source}: key '{path}' must be one of {', '.join(spec.choices)}, got {value!r}"
             )
     return value
+
+
+def _check_item(path: str, item: Any, spec: Key, source: str) -> Any:
+    """One element of a list key: its type, and the key's range applies to each element."""
+    if isinstance(item, bool) or not isinstance(item, spec.item):
+        raise ConfigError(f"{source}: key '{path}' must hold only "
+                          f"{_PLURAL_NAMES.get(spec.item, spec.item.__name__)}, "
+                          f"got {_kind(item)}")
+    if spec.minimum is not None and item < spec.minimum:
+        raise ConfigError(f"{source}: key '{path}' must hold values >= {spec.minimum}, "
+                          f"got {item!r}")
+    if spec.maximum is not None and item > spec.maximum:
+        raise ConfigError(f"{source}: key '{path}' must hold values <= {spec.maximum}, "
+                          f"got {item!r}")
+    return item
 
 
 def load(path: str | Path | None) -> dict[str, dict[str, Any]]:

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from controller import mirroring, ofmsgs
@@ -23,6 +24,7 @@ from controller.network_graph import Link, NetworkGraph
 from controller.reconciler import ObservedFlow, reconcile
 from controller.signature_table import ACTIVE, REMOVED, SignatureTable
 from controller.state_store import StateStore
+from controller.switch_shadow import ShadowSettings, SwitchShadowing
 
 LOG = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class ControllerCore:
         services: list[dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
         predictive: bool = True,
+        switch_shadowing: dict[str, Any] | None = None,
     ) -> None:
         """``predictive``: node health includes the predictive engine's failure
         probability, so services move *before* a node fails; off, they move only
@@ -60,6 +63,8 @@ class ControllerCore:
         self.forwarder = Forwarder(self.graph, self.hosts, self.table, settings, clock)
         self.mirror_policy = mirror_policy or MirrorPolicy()
         self.services = self._service_runtime(services or [], predictive)
+        shadow = ShadowSettings.from_config(switch_shadowing or {})
+        self.shadowing = SwitchShadowing(replace(shadow, predictive=predictive), self.forwarder)
         self.node_health: dict[str, Any] = {}
         self.unhealthy: dict[str, dict[str, Any]] = {}
         # Set by the os-ken app: sends messages produced outside an OpenFlow event.
@@ -101,6 +106,7 @@ class ControllerCore:
             self.connected.add(dpid)
             msgs = self.forwarder.switch_connected(dpid, ports)
             msgs += self.services.switch_connected(dpid)
+            msgs += self.shadowing.switch_connected(dpid)
             # Groups are not in the ST; re-create them before reconciliation re-adds flows.
             for entry in self.table.active(dpid):
                 if entry.backup_port is not None and entry.group_id is not None:
@@ -113,6 +119,7 @@ class ControllerCore:
     def switch_disconnected(self, dpid: int) -> list[OutMsg]:
         with self.lock:
             self.connected.discard(dpid)
+            self.shadowing.switch_disconnected(dpid)
             return self._counted(self.forwarder.switch_disconnected(dpid))
 
     def port_changed(self, dpid: int, port: int, up: bool) -> list[OutMsg]:
@@ -133,6 +140,8 @@ class ControllerCore:
     def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[OutMsg]:
         with self.lock:
             self.metrics.count_packet_in()
+            if self.shadowing.packet_in(dpid, in_port, data, self.clock()):
+                return []  # a switch health probe
             before_hosts = len(self.hosts)
             malformed = self.forwarder.stats.malformed
             # Services first: the forwarder would flood a VIP nobody owns.
@@ -192,6 +201,26 @@ class ControllerCore:
         with self.lock:
             msgs, _plan = self.services.tick(self.clock())
             return self._counted(msgs)
+
+    def switch_tick(self) -> list[OutMsg]:
+        """One switch-probe interval: score critical switches, drain or undrain, probe."""
+        with self.lock:
+            msgs, events = self.shadowing.tick(self.clock(), self.connected)
+            for event in events:
+                LOG.info("switch shadowing: %s", event.as_dict())
+            return self._counted(msgs)
+
+    def switch_health(self) -> dict[str, Any]:
+        """Critical switches: health, drained or not, and the decisions so far."""
+        with self.lock:
+            sh = self.shadowing
+            return {
+                "critical": sorted(sh.settings.critical),
+                "drained": sorted(self.forwarder.drained),
+                "sample_percent": self.forwarder.settings.shadow_sample_percent,
+                "health": {str(dpid): _health_view(h) for dpid, h in sh.health.items()},
+                "events": [e.as_dict() for e in sh.failover.events],
+            }
 
     def service_nodes(self) -> list[Any]:
         """The services whose nodes the Flow Monitor probes."""

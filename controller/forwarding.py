@@ -14,6 +14,10 @@ Design choices:
   ports only, so loops in the topology cannot turn them into storms.
 - When a link goes, each path that used it is recomputed: new flows first,
   then the old path's leftover flows are deleted (make before break).
+- A switch predicted to fail is *drained*: paths are recomputed around it the
+  same make-before-break way (new downstream flows, then the ingress flip,
+  then the old flows go), so traffic leaves it before it fails. Critical
+  switches also get a live shadow path (see :mod:`controller.fast_failover`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,15 @@ from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp, udp
 from os_ken.ofproto import ether
 
 from controller import ofmsgs
-from controller.fast_failover import ff_group_id, plan_path
+from controller.fast_failover import (
+    PlannedFlow,
+    ff_group_id,
+    install_order,
+    plan_path,
+    removal_order,
+    shadow_group_id,
+    shadow_weights,
+)
 from controller.host_table import Host, HostTable
 from controller.mirroring import (
     FORWARD_TABLE,
@@ -39,11 +51,13 @@ from controller.mirroring import (
 )
 from controller.network_graph import Link, NetworkGraph
 from controller.signature_table import FlowSignature, SignatureTable
+from controller.switch_probes import PROBE_ETHERTYPE
 
 LOG = logging.getLogger(__name__)
 
 OutMsg = tuple[int, Any]
 BROADCAST = "ff:ff:ff:ff:ff:ff"
+PATH_KINDS = frozenset({"forward", "detour", "shadow"})  # the ST entries of host paths
 
 
 @dataclass
@@ -53,6 +67,11 @@ class ForwardingSettings:
     priority: int = 100
     flood_dedupe_seconds: float = 1.0
     fast_failover: bool = True
+    # Switch shadowing: paths crossing one of these get a shadow path around it ...
+    critical_switches: frozenset[int] = frozenset()
+    # ... and this percent of their flows (hashed per flow) rides the shadow all the
+    # time, through a select group; 0 keeps a fast-failover group (shadow used on failure).
+    shadow_sample_percent: float = 2.0
 
 
 @dataclass
@@ -93,6 +112,8 @@ class Forwarder:
         self.clock = clock
         self.stats = ForwardingStats()
         self.mirrors = MirrorTable()
+        # Switches paths should avoid (predicted to fail); see drain().
+        self.drained: set[int] = set()
         self._recent_floods: dict[tuple, float] = {}
 
     # --- switch lifecycle ---------------------------------------------------
@@ -140,8 +161,8 @@ class Forwarder:
         if eth is None:
             self.stats.malformed += 1
             return []
-        if eth.ethertype == ether.ETH_TYPE_LLDP or _is_multicast(eth.src):
-            return []
+        if eth.ethertype in (ether.ETH_TYPE_LLDP, PROBE_ETHERTYPE) or _is_multicast(eth.src):
+            return []  # discovery and switch probes are not host traffic
         src, dst = eth.src.lower(), eth.dst.lower()
         now = self.clock()
         if self.mirrors.is_mirror_port(dpid, in_port):
@@ -235,56 +256,85 @@ class Forwarder:
         return adds + deletes
 
     def _plan_path(self, src: Host, dst: Host) -> tuple[list[OutMsg], list[OutMsg]]:
-        """Flow-mods that make src->dst follow the current shortest path: (adds, deletes)."""
+        """Flow-mods that make src->dst follow the current shortest path: (adds, deletes).
+
+        Adds come in :func:`install_order` (each flow after those it forwards into,
+        so the ingress is the last), each group just before the flow that uses
+        it: a group MODIFY redirects traffic at once, so it is a flip too.
+        """
         key = path_key(src.mac, dst.mac)
-        switch_path = self.graph.switch_path(src.dpid, dst.dpid)
+        s = self.settings
+        switch_path = self.graph.switch_path(src.dpid, dst.dpid, avoid=self.drained)
         if switch_path is None:
             self.stats.unroutable += 1
             return [], self._remove_path(key, keep=set(), reason="no_path")
-        plan = plan_path(self.graph, switch_path, src.port, dst.port,
-                         protect=self.settings.fast_failover)
-        gid = ff_group_id(key)
-        groups: list[OutMsg] = []
+        plan = plan_path(self.graph, switch_path, src.port, dst.port, protect=s.fast_failover,
+                         critical=s.critical_switches, avoid=self.drained)
+        old_groups = {e.entry_id: (e.group_id, e.shadow_percent)
+                      for e in self.table.active_path(key) if e.group_id is not None}
         msgs: list[OutMsg] = []
+        stale_groups: list[OutMsg] = []
         wanted: set[int] = set()
-        # Downstream first (detours, then the path from its end): by the time the
-        # ingress flow exists, everything after it does too.
-        for flow in reversed(plan):
+        for flow in install_order(self.graph, plan):
             match = {"eth_src": src.mac, "eth_dst": dst.mac}
             if flow.in_port is not None:
                 match = {"in_port": flow.in_port, **match}
+            # A shadow's divergence switch samples live flows onto it (select group).
+            sampled = flow.shadow and flow.in_port is None and s.shadow_sample_percent > 0
+            group_id = None
+            if flow.backup_port is not None:
+                group_id = shadow_group_id(key) if sampled else ff_group_id(key)
             entry, changed = self.table.upsert(
                 flow.dpid,
                 match,
                 flow.out_port,
-                priority=self.settings.priority + (1 if flow.in_port is not None else 0),
+                priority=s.priority + (1 if flow.in_port is not None else 0),
                 table_id=FORWARD_TABLE,
                 # A detour carries no traffic until something fails, so it must not idle
                 # out; it goes when its path does (see flow_removed).
-                idle_timeout=self.settings.idle_timeout if flow.in_port is None else 0,
-                hard_timeout=self.settings.hard_timeout if flow.in_port is None else 0,
-                group_id=gid if flow.backup_port is not None else None,
+                idle_timeout=s.idle_timeout if flow.in_port is None else 0,
+                hard_timeout=s.hard_timeout if flow.in_port is None else 0,
+                group_id=group_id,
                 backup_port=flow.backup_port,
                 arrival_port=flow.arrival_port,
-                kind="detour" if flow.in_port is not None else "forward",
+                shadow_percent=s.shadow_sample_percent if sampled else None,
+                kind=_flow_kind(flow),
                 path=list(flow.path),
                 path_key=key,
                 now=self.clock(),
             )
             wanted.add(entry.entry_id)
+            old_group, old_percent = old_groups.get(entry.entry_id, (None, None))
+            if old_group is not None and old_group != entry.group_id:
+                stale_groups.append((flow.dpid, _group_delete(old_group, old_percent)))
             if changed:
                 if flow.backup_port is not None:
-                    groups += self.group_msgs(entry)
+                    msgs += self.group_msgs(entry)
                 msgs.append((flow.dpid, ofmsgs.flow_add(entry)))
-        deletes = self._remove_path(key, keep=wanted, reason="rerouted")
+        deletes = self._remove_path(key, keep=wanted, reason="rerouted") + stale_groups
         if msgs or deletes:
             self.stats.paths_installed += 1
             self.stats.flow_mods += len(msgs) + len(deletes)
-        return groups + msgs, deletes
+        return msgs, deletes
 
     @staticmethod
     def group_msgs(entry: FlowSignature) -> list[OutMsg]:
-        """(Re)create an entry's fast-failover group: ADD for a new one, MODIFY for an old."""
+        """(Re)create an entry's group: ADD for a new one, MODIFY for an old.
+
+        Fast-failover, or for a divergence switch sampling onto a shadow path
+        (``shadow_percent``), a weighted select group whose buckets watch their
+        ports, so it fails over in the data plane too. Everything needed is in
+        the entry, so the core can rebuild groups after a reconnect.
+        """
+        if entry.shadow_percent:
+            primary, shadow = shadow_weights(entry.shadow_percent)
+            buckets = [(primary, entry.out_port), (shadow, entry.backup_port)]
+            return [
+                (entry.dpid, ofmsgs.watched_select_group(
+                    entry.group_id, buckets, arrival_port=entry.arrival_port)),
+                (entry.dpid, ofmsgs.watched_select_group(
+                    entry.group_id, buckets, add=False, arrival_port=entry.arrival_port)),
+            ]
         args = (entry.group_id, entry.out_port, entry.backup_port)
         return [
             (entry.dpid, ofmsgs.ff_group(*args, arrival_port=entry.arrival_port)),
@@ -292,35 +342,70 @@ class Forwarder:
         ]
 
     def _remove_path(self, key: str, keep: set[int], reason: str) -> list[OutMsg]:
-        """Delete the path's flows that are not in ``keep`` (entry ids), then unused groups."""
+        """Delete the path's flows that are not in ``keep`` (entry ids), then unused groups.
+
+        Upstream first (see :func:`removal_order`), so a packet still caught by
+        an old detour flow is never handed to an old flow that is already gone.
+        """
+        gone = [e for e in self.table.active_path(key) if e.entry_id not in keep]
+        as_flows = [PlannedFlow(e.dpid, e.out_port or 0, in_port=e.match.get("in_port"),
+                                backup_port=e.backup_port) for e in gone]
         msgs: list[OutMsg] = []
         groups: list[OutMsg] = []
-        for entry in self.table.active_paths().get(key, []):
-            if entry.entry_id not in keep:
-                self.table.mark_removed(entry, reason, self.clock())
-                msgs.append((entry.dpid, ofmsgs.flow_delete_cookie(entry.cookie)))
-                if entry.backup_port is not None:
-                    groups.append((entry.dpid, ofmsgs.ff_group_delete(entry.group_id)))
+        for i in removal_order(self.graph, as_flows):
+            entry = gone[i]
+            self.table.mark_removed(entry, reason, self.clock())
+            msgs.append((entry.dpid, ofmsgs.flow_delete_cookie(entry.cookie)))
+            if entry.backup_port is not None and entry.group_id is not None:
+                groups.append((entry.dpid, _group_delete(entry.group_id, entry.shadow_percent)))
         return msgs + groups
 
     def _reroute(self, links: list[Link]) -> list[OutMsg]:
         """Recompute every active path that crossed one of ``links``."""
         if not links:
             return []
+        # A path is affected when its own hops or one of its detours used the link.
+        return self._recompute(lambda entries: any(
+            self.graph.path_uses_link(e.path, link) for e in entries for link in links))
+
+    def drain(self, dpid: int) -> list[OutMsg]:
+        """Move every path off ``dpid`` while it still works (it is predicted to fail).
+
+        Paths whose hops, detours or shadows cross it are recomputed avoiding it,
+        make before break. A path that has no way around (the switch is one of
+        its ends, or a cut vertex) keeps it: draining never disconnects anyone.
+        """
+        if dpid in self.drained:
+            return []
+        self.drained.add(dpid)
+        return self._recompute(lambda entries: any(dpid in e.path for e in entries))
+
+    def undrain(self, dpid: int) -> list[OutMsg]:
+        """Let paths use ``dpid`` again: every path goes back to its shortest way.
+
+        Any path may have been pushed off its shortest way, so all are
+        recomputed; one whose plan is unchanged costs no message.
+        """
+        if dpid not in self.drained:
+            return []
+        self.drained.discard(dpid)
+        return self._recompute(lambda entries: True)
+
+    def _recompute(self, affected: Callable[[list[FlowSignature]], bool]) -> list[OutMsg]:
+        """Re-plan every host path for which ``affected(its entries)`` holds."""
         msgs: list[OutMsg] = []
         deletes: list[OutMsg] = []
         for key, entries in self.table.active_paths().items():
-            # A path is affected when its own hops or one of its detours used the link.
-            if not any(self.graph.path_uses_link(e.path, link)
-                       for e in entries for link in links):
-                continue
+            if any(e.kind not in PATH_KINDS for e in entries) or not affected(entries):
+                continue  # mirror and service entries are not host paths
             src_mac, dst_mac = key.split(">")
             src, dst = self.hosts.get(src_mac), self.hosts.get(dst_mac)
             if src is None or dst is None:
                 deletes += self._remove_path(key, keep=set(), reason="host_gone")
                 continue
-            self.stats.paths_rerouted += 1
             adds, gone = self._plan_path(src, dst)
+            if adds or gone:
+                self.stats.paths_rerouted += 1
             msgs += adds
             deletes += gone
         # Make before break: every new flow is sent before any old one is deleted.
@@ -339,10 +424,21 @@ class Forwarder:
         if entry.active:
             self.table.mark_removed(entry, reason, self.clock())
             if entry.kind == "forward" and reason.endswith("timeout"):
-                keep = {e.entry_id for e in self.table.active_paths().get(entry.path_key, [])
+                keep = {e.entry_id for e in self.table.active_path(entry.path_key)
                         if e.kind == "forward"}
                 msgs = self._remove_path(entry.path_key, keep=keep, reason="path_expired")
         return entry, msgs
+
+
+def _flow_kind(flow: PlannedFlow) -> str:
+    if flow.in_port is None:
+        return "forward"
+    return "shadow" if flow.shadow else "detour"
+
+
+def _group_delete(group_id: int, shadow_percent: float | None) -> Any:
+    return (ofmsgs.group_delete(group_id) if shadow_percent
+            else ofmsgs.ff_group_delete(group_id))
 
 
 def _frame_fields(pkt: packet.Packet) -> dict[str, Any]:

@@ -135,15 +135,40 @@ class NetworkGraph:
         return Link(src, ports[src], dst, ports[dst])
 
     # --- paths --------------------------------------------------------------
-    def switch_path(self, src_dpid: int, dst_dpid: int) -> list[int] | None:
-        """Shortest switch path (fewest hops, ties broken by dpid order), or None."""
+    def switch_path(
+        self, src_dpid: int, dst_dpid: int, avoid: frozenset[int] | set[int] = frozenset()
+    ) -> list[int] | None:
+        """Shortest switch path (fewest hops, ties broken by dpid order), or None.
+
+        ``avoid`` (drained switches) is a preference, not a partition: a path
+        that crosses none of them wins, but the two ends are never avoided (a
+        host attached to a drained switch has no other way in), and when every
+        way crosses one the ordinary shortest path is used rather than none.
+        """
         if src_dpid not in self.graph or dst_dpid not in self.graph:
             return None
         if src_dpid == dst_dpid:
             return [src_dpid]
+        blocked = [n for n in avoid if n in self.graph and n not in (src_dpid, dst_dpid)]
+        if blocked:
+            around = self.shortest_path_avoiding(src_dpid, dst_dpid, blocked)
+            if around is not None:
+                return around
         try:
             return nx.shortest_path(self.graph, src_dpid, dst_dpid)
         except nx.NetworkXNoPath:
+            return None
+
+    def shortest_path_avoiding(
+        self, src_dpid: int, dst_dpid: int, nodes: list[int] | set[int] | frozenset[int] = (),
+        edges: list[tuple[int, int]] = (),
+    ) -> list[int] | None:
+        """Shortest path that crosses none of ``nodes`` and none of ``edges`` (either way)."""
+        both_ways = [*edges, *((b, a) for a, b in edges)]
+        view = nx.restricted_view(self.graph, [n for n in nodes if n in self.graph], both_ways)
+        try:
+            return nx.shortest_path(view, src_dpid, dst_dpid)
+        except (nx.NetworkXNoPath, nx.NodeNotFound):
             return None
 
     def hops(self, path: list[int], first_in_port: int, last_out_port: int) -> list[Hop]:

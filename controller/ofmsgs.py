@@ -77,6 +77,21 @@ def table_miss(table_id: int) -> parser.OFPFlowMod:
     )
 
 
+def punt(table_id: int, priority: int, match: dict, cookie: int) -> parser.OFPFlowMod:
+    """Send matching packets to the controller, whole (no buffering), with no flow-removed."""
+    actions = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
+    return parser.OFPFlowMod(
+        None,
+        cookie=cookie,
+        table_id=table_id,
+        command=ofp.OFPFC_ADD,
+        priority=priority,
+        buffer_id=ofp.OFP_NO_BUFFER,
+        match=parser.OFPMatch(**match),
+        instructions=_apply(actions),
+    )
+
+
 def table_miss_goto(table_id: int, next_table: int) -> parser.OFPFlowMod:
     """A pipeline stage that lets unmatched packets through to the next table."""
     return parser.OFPFlowMod(
@@ -116,6 +131,25 @@ def ff_group(group_id: int, primary: int, backup: int, add: bool = True,
                                         actions=[parser.OFPActionOutput(out)]))
     return parser.OFPGroupMod(None, ofp.OFPGC_ADD if add else ofp.OFPGC_MODIFY,
                               ofp.OFPGT_FF, group_id, buckets)
+
+
+def watched_select_group(group_id: int, buckets: list[tuple[int, int]], add: bool = True,
+                         arrival_port: int | None = None):
+    """A select group of ``(weight, port)`` buckets, each watching the port it outputs to.
+
+    OVS hashes each flow (its 5-tuple) onto one bucket, in proportion to the
+    weights, and skips a bucket whose watched port is down: a weighted split of
+    flows that also fails over in the data plane, as a fast-failover group
+    does. As there, output to the arrival port must say IN_PORT.
+    """
+    ofp_buckets = [
+        parser.OFPBucket(weight=weight, watch_port=port, watch_group=ofp.OFPG_ANY,
+                         actions=[parser.OFPActionOutput(
+                             ofp.OFPP_IN_PORT if port == arrival_port else port)])
+        for weight, port in buckets
+    ]
+    return parser.OFPGroupMod(None, ofp.OFPGC_ADD if add else ofp.OFPGC_MODIFY,
+                              ofp.OFPGT_SELECT, group_id, ofp_buckets)
 
 
 def ff_group_delete(group_id: int):

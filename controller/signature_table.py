@@ -51,7 +51,11 @@ class FlowSignature:
     goto_table: int | None = None
     backup_port: int | None = None  # fast-failover: the detour's port while out_port is down
     arrival_port: int | None = None  # where the path enters this switch (crankback detours)
-    kind: str = "forward"  # forward (a path hop) or mirror (copy or read-only guard)
+    # Percent of flows a select group hashes onto backup_port all the time (the live
+    # shadow path around a critical switch); None: the group is fast-failover.
+    shadow_percent: float | None = None
+    # forward (a path hop), detour, shadow (a detour kept live), mirror, service
+    kind: str = "forward"
     path: list[int] = field(default_factory=list)
     path_key: str = ""
     packets: int = 0
@@ -77,8 +81,8 @@ class FlowSignature:
 
     def action_pointer(self) -> dict[str, Any]:
         return {"out_port": self.out_port, "group_id": self.group_id,
-                "backup_port": self.backup_port, "goto_table": self.goto_table,
-                "path": list(self.path)}
+                "backup_port": self.backup_port, "shadow_percent": self.shadow_percent,
+                "goto_table": self.goto_table, "path": list(self.path)}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,6 +117,8 @@ class SignatureTable:
     def __init__(self, next_id: int = 1) -> None:
         self._entries: dict[int, FlowSignature] = {}
         self._active_by_key: dict[tuple, int] = {}
+        # path_key -> ids of its active entries (a dict keeps insertion order)
+        self._active_by_path: dict[str, dict[int, None]] = {}
         self._next_id = next_id
         self.dirty: set[int] = set()
 
@@ -128,6 +134,7 @@ class SignatureTable:
             self._entries[entry.entry_id] = entry
             if entry.active:
                 self._active_by_key[entry.key] = entry.entry_id
+                self._index_path(entry)
             self._next_id = max(self._next_id, entry.entry_id + 1)
 
     def upsert(
@@ -144,6 +151,7 @@ class SignatureTable:
         goto_table: int | None = None,
         backup_port: int | None = None,
         arrival_port: int | None = None,
+        shadow_percent: float | None = None,
         kind: str = "forward",
         path: list[int] | None = None,
         path_key: str = "",
@@ -160,16 +168,22 @@ class SignatureTable:
         if existing_id is not None:
             entry = self._entries[existing_id]
             new_path = list(path or [])
-            action = (out_port, group_id, goto_table, backup_port, new_path)
+            action = (out_port, group_id, goto_table, backup_port, shadow_percent, new_path)
             current = (entry.out_port, entry.group_id, entry.goto_table, entry.backup_port,
-                       entry.path)
+                       entry.shadow_percent, entry.path)
             changed = current != action
             if changed:
                 (entry.out_port, entry.group_id, entry.goto_table, entry.backup_port,
-                 entry.path) = action
+                 entry.shadow_percent, entry.path) = action
                 entry.arrival_port = arrival_port
-                entry.path_key = path_key or entry.path_key
+                if path_key and path_key != entry.path_key:
+                    self._unindex_path(entry)
+                    entry.path_key = path_key
+                    self._index_path(entry)
                 entry.installed_at = now
+                self.dirty.add(entry.entry_id)
+            if entry.kind != kind:  # a detour that became a shadow: a label, not a flow-mod
+                entry.kind = kind
                 self.dirty.add(entry.entry_id)
             return entry, changed
         entry = FlowSignature(
@@ -185,6 +199,7 @@ class SignatureTable:
             goto_table=goto_table,
             backup_port=backup_port,
             arrival_port=arrival_port,
+            shadow_percent=shadow_percent,
             kind=kind,
             path=list(path or []),
             path_key=path_key,
@@ -195,8 +210,20 @@ class SignatureTable:
         self._next_id += 1
         self._entries[entry.entry_id] = entry
         self._active_by_key[key] = entry.entry_id
+        self._index_path(entry)
         self.dirty.add(entry.entry_id)
         return entry, True
+
+    def _index_path(self, entry: FlowSignature) -> None:
+        if entry.path_key:
+            self._active_by_path.setdefault(entry.path_key, {})[entry.entry_id] = None
+
+    def _unindex_path(self, entry: FlowSignature) -> None:
+        ids = self._active_by_path.get(entry.path_key)
+        if ids is not None:
+            ids.pop(entry.entry_id, None)
+            if not ids:
+                del self._active_by_path[entry.path_key]
 
     def get(self, entry_id: int) -> FlowSignature | None:
         return self._entries.get(entry_id)
@@ -216,6 +243,7 @@ class SignatureTable:
         entry.removed_at = time.time() if now is None else now
         if self._active_by_key.get(entry.key) == entry.entry_id:
             del self._active_by_key[entry.key]
+        self._unindex_path(entry)
         self.dirty.add(entry.entry_id)
 
     def update_counters(
@@ -232,6 +260,11 @@ class SignatureTable:
     def active(self, dpid: int | None = None) -> list[FlowSignature]:
         entries = (self._entries[i] for i in self._active_by_key.values())
         return [e for e in entries if dpid is None or e.dpid == dpid]
+
+    def active_path(self, path_key: str) -> list[FlowSignature]:
+        """The active entries of one path, without scanning the table."""
+        entries = (self._entries[i] for i in self._active_by_path.get(path_key, ()))
+        return [e for e in entries if self._active_by_key.get(e.key) == e.entry_id]
 
     def active_paths(self) -> dict[str, list[FlowSignature]]:
         paths: dict[str, list[FlowSignature]] = {}

@@ -20,7 +20,9 @@ from sqlalchemy import (
     String,
     create_engine,
     delete,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -58,6 +60,7 @@ class FlowRow(Base):
     goto_table: Mapped[int | None] = mapped_column(Integer, nullable=True)
     backup_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     arrival_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    shadow_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
     kind: Mapped[str] = mapped_column(String(16), default="forward")
     path: Mapped[list] = mapped_column(JSON)
     path_key: Mapped[str] = mapped_column(String(64), index=True)
@@ -112,9 +115,29 @@ class StateStore:
             with self.engine.connect():
                 pass
             Base.metadata.create_all(self.engine)
+            self._add_missing_columns()
         except (SQLAlchemyError, ImportError, OSError) as exc:
             reason = str(exc).splitlines()[0]
             raise StoreError(f"cannot reach database {url!r}: {reason}") from None
+
+    def _add_missing_columns(self) -> None:
+        """Bring a database written by an older release up to the current columns.
+
+        ``create_all`` only creates missing tables; a column added since (such as
+        ``shadow_percent``) would make every load fail. New columns are nullable,
+        so adding them empty keeps old rows valid: NULL means what old rows meant.
+        """
+        for table in Base.metadata.sorted_tables:
+            have = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have or not column.nullable:
+                    continue
+                dialect = self.engine.dialect
+                quote = dialect.identifier_preparer.quote
+                kind = column.type.compile(dialect=dialect)
+                with self.engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {quote(table.name)} "
+                                      f"ADD COLUMN {quote(column.name)} {kind}"))
 
     def load_flows(self) -> list[FlowSignature]:
         with Session(self.engine) as session:

@@ -230,8 +230,10 @@ class HealthMonitor:
             v = float(statistics.median(window))
             step = s.engine_resolution.get(name, 0.0)
             if name == "latency_ms" and step > 0:
-                v, step = math.log2(1.0 + max(0.0, v - s.latency_good_ms) / step), 1.0
-            out[name] = math.floor(v / step + 0.5) * step if step > 0 else v
+                # Continuous on the log scale; the engine's resolution floors its range.
+                out[name] = math.log2(1.0 + max(0.0, v - s.latency_good_ms) / step)
+            else:
+                out[name] = math.floor(v / step + 0.5) * step if step > 0 else v
         return out
 
     def get(self, node: str) -> NodeHealth | None:

@@ -3,10 +3,17 @@
 Messages are serialised first (as os-ken would on the wire) so a malformed
 message fails here, not on a switch. Forwarding is then simulated by looking
 up the highest-priority matching flow hop by hop, like Faucet's fake table.
+
+Groups behave as on OVS: fast failover takes the first bucket whose watched
+port is live; select hashes each flow (the address and L4 fields the fake
+packet carries) onto one live bucket, in proportion to the weights, and skips
+buckets whose watched port is down.
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
 from dataclasses import dataclass, field
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -87,15 +94,19 @@ class FakeSwitch:
     down: set[int] = field(default_factory=set)
     group_types: dict[int, int] = field(default_factory=dict)
 
-    def group_outputs(self, group_id: int) -> list[int]:
-        """Select groups: every weighted bucket (copies); fast failover: first live one."""
+    def group_outputs(self, group_id: int, fields: dict | None = None) -> list[int]:
+        """Fast failover: the first live bucket. Select: the bucket this packet's flow
+        hashes to (``fields``), or without fields every weighted bucket."""
         buckets = self.groups.get(group_id, [])
         if self.group_types.get(group_id) == ofp.OFPGT_FF:
             for bucket in buckets:
                 if bucket.watch_port not in self.down:
                     return [a.port for a in bucket.actions]
             return []
-        return [a.port for b in buckets if b.weight for a in b.actions]
+        if fields is None:
+            return [a.port for b in buckets if b.weight for a in b.actions]
+        bucket = select_bucket(buckets, fields, self.down)
+        return [a.port for a in bucket.actions] if bucket is not None else []
 
     def lookup(self, fields: dict, table_id: int = 2) -> FakeFlow | None:
         best = None
@@ -117,12 +128,36 @@ class FakeSwitch:
                 return outputs, False
             outputs += [p for p in flow.outputs if p != ofp.OFPP_CONTROLLER]
             if flow.group_id is not None:
-                outputs += self.group_outputs(flow.group_id)
+                outputs += self.group_outputs(flow.group_id, fields)
             if ofp.OFPP_CONTROLLER in flow.outputs:
                 return outputs, True
             if flow.goto is None:
                 return outputs, False
             table = flow.goto
+
+
+FLOW_HASH_FIELDS = ("eth_src", "eth_dst", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
+                    "tcp_src", "tcp_dst", "udp_src", "udp_dst")
+
+
+def select_bucket(buckets: list, fields: dict, down: set[int]):
+    """The live bucket a flow hashes to, each with probability weight / total weight.
+
+    Weighted rendezvous hashing: a flow keeps its bucket while that bucket
+    lives, and only the flows of a dead bucket move, which is what a switch
+    does. Deterministic for the same fields.
+    """
+    flow = "|".join(f"{k}={fields.get(k)}" for k in FLOW_HASH_FIELDS)
+    best, best_score = None, -1.0
+    for i, bucket in enumerate(buckets):
+        if not bucket.weight or bucket.watch_port in down:
+            continue
+        digest = hashlib.blake2b(f"{flow}#{i}".encode(), digest_size=8).digest()
+        u = (int.from_bytes(digest, "big") + 0.5) / 2**64  # uniform in (0, 1)
+        score = -bucket.weight / math.log(u)
+        if score > best_score:
+            best, best_score = bucket, score
+    return best
 
 
 def _matches(value, want) -> bool:
@@ -146,6 +181,7 @@ class FakeNetwork:
 
     def __init__(self, links: list[Link]) -> None:
         self.switches: dict[int, FakeSwitch] = {}
+        self.failed: set[int] = set()
         self.wiring: dict[tuple[int, int], tuple[int, int]] = {}
         for link in links:
             self.wiring[(link.src_dpid, link.src_port)] = (link.dst_dpid, link.dst_port)
@@ -165,25 +201,41 @@ class FakeNetwork:
         if peer:
             self.switch(peer[0]).down.add(peer[1])
 
+    def fail_switch(self, dpid: int) -> None:
+        """A whole switch dies: it forwards nothing and every link to it is down."""
+        self.failed.add(dpid)
+        for (a, port) in list(self.wiring):
+            if a == dpid:
+                self.cut(a, port)
+
     def walk(self, dpid: int, fields: dict, max_hops: int = 64,
              in_port: int | None = None) -> tuple[int, int] | None:
         """Follow installed flows from ``dpid``; return the (dpid, port) where the frame exits."""
+        return self.trace(dpid, fields, max_hops, in_port)[1]
+
+    def trace(self, dpid: int, fields: dict, max_hops: int = 64, in_port: int | None = None
+              ) -> tuple[list[tuple[int, int | None]], tuple[int, int] | None]:
+        """Like :meth:`walk`, also returning every (switch, in-port) the frame visited."""
+        visited: list[tuple[int, int | None]] = []
         for _ in range(max_hops):
+            visited.append((dpid, in_port))
+            if dpid in self.failed:
+                return visited, None
             sw = self.switch(dpid)
             flow = sw.lookup({**fields, "in_port": in_port}, 2)
             if flow is None:
-                return None
-            ports = sw.group_outputs(flow.group_id) if flow.group_id is not None else [
+                return visited, None
+            ports = sw.group_outputs(flow.group_id, fields) if flow.group_id is not None else [
                 p for p in flow.outputs]
             if ports and ports[0] == ofp.OFPP_IN_PORT:
                 ports = [in_port]
             elif ports and ports[0] == in_port:
-                return None  # OpenFlow drops output to the arrival port
+                return visited, None  # OpenFlow drops output to the arrival port
             if not ports or ports[0] in sw.down:
-                return None
+                return visited, None
             nxt = self.wiring.get((dpid, ports[0]))
             if nxt is None:
-                return dpid, ports[0]
+                return visited, (dpid, ports[0])
             dpid, in_port = nxt
         raise AssertionError("forwarding loop")
 

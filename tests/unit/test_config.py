@@ -51,3 +51,52 @@ def test_empty_file_is_defaults(tmp_path):
     path = tmp_path / "empty.yaml"
     path.write_text("")
     assert config.load(path) == config.defaults()
+
+
+def test_switch_shadowing_defaults_and_values(tmp_path):
+    cfg = config.load(None)["switch_shadowing"]
+    assert cfg == {"critical": [], "sample_percent": 2, "probe_interval": 1.0,
+                   "enter_probability": 0.9, "enter_health": 0.5, "confirm": 2,
+                   "cool_down": 30, "exit_health": 0.8}
+    path = tmp_path / "c.yaml"
+    path.write_text("switch_shadowing:\n  critical: [2, 0x10]\n  sample_percent: 0\n"
+                    "  cool_down: 5.5\n")
+    cfg = config.load(path)["switch_shadowing"]
+    assert cfg["critical"] == [2, 16] and cfg["sample_percent"] == 0
+    assert cfg["cool_down"] == 5.5 and cfg["confirm"] == 2
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("switch_shadowing:\n  critical: 2\n",
+     "key 'switch_shadowing.critical' must be a list, got int 2"),
+    ("switch_shadowing:\n  critical: [1, s2]\n",
+     "key 'switch_shadowing.critical' must hold only integers, got str 's2'"),
+    ("switch_shadowing:\n  critical: [true]\n",
+     "key 'switch_shadowing.critical' must hold only integers, got bool True"),
+    ("switch_shadowing:\n  critical: [-1]\n",
+     "key 'switch_shadowing.critical' must hold values >= 0, got -1"),
+    ("switch_shadowing:\n  sample_percent: 6\n",
+     "key 'switch_shadowing.sample_percent' must be <= 5, got 6"),
+    ("switch_shadowing:\n  sample_percent: -1\n",
+     "key 'switch_shadowing.sample_percent' must be >= 0, got -1"),
+    ("switch_shadowing:\n  probe_interval: fast\n",
+     "key 'switch_shadowing.probe_interval' must be an integer or a number, got str 'fast'"),
+    ("switch_shadowing:\n  enter_probability: 1.5\n",
+     "key 'switch_shadowing.enter_probability' must be <= 1"),
+    ("switch_shadowing:\n  confirm: 0\n", "key 'switch_shadowing.confirm' must be >= 1"),
+    ("switch_shadowing:\n  confirm: 1.5\n",
+     "key 'switch_shadowing.confirm' must be an integer, got float 1.5"),
+    ("switch_shadowing:\n  cool_down: -3\n", "key 'switch_shadowing.cool_down' must be >= 0"),
+    ("prediction:\n  enabled: yes please\n",
+     "key 'prediction.enabled' must be true or false"),
+    ("switch_shadowing:\n  exit_health: 0.4\n",
+     "key 'switch_shadowing.exit_health' must be above 'switch_shadowing.enter_health'"),
+    ("switch_shadowing:\n  critcal: [1]\n", "unknown key 'switch_shadowing.critcal'"),
+    ("switch_shadowing: [1]\n", "section 'switch_shadowing' must be a mapping"),
+])
+def test_bad_switch_shadowing_names_the_key(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as exc:
+        config.load(path)
+    assert needle in str(exc.value)

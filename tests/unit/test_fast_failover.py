@@ -40,3 +40,32 @@ def test_detours_never_redirect_path_packets_and_never_clash():
             assert len(exits) == len(set(exits)), (src, dst)
             protected += sum(1 for f in primary if f.backup_port is not None)
     assert protected > 0
+
+
+def test_shadows_on_an_operator_graph_avoid_their_switch_and_never_clash():
+    graph = zoo_network("Bics")
+    nodes = sorted(graph.switches())
+    # The three busiest switches are critical.
+    critical = set(sorted(nodes, key=lambda n: -graph.graph.degree(n))[:3])
+    shadowed = 0
+    for src in nodes:
+        for dst in nodes:
+            if src == dst:
+                continue
+            path = graph.switch_path(src, dst)
+            plan = plan_path(graph, path, 1, 1, critical=critical)
+            hops = graph.hops(path, 1, 1)
+            on_path = {(h.dpid, h.in_port) for h in hops}
+            detours = [f for f in plan if f.in_port is not None]
+            assert not on_path & {(f.dpid, f.in_port) for f in detours}, (src, dst)
+            exits = [(f.dpid, f.in_port) for f in detours]
+            assert len(exits) == len(set(exits)), (src, dst)
+            for i, flow in enumerate(plan[:len(path)]):
+                if not flow.shadow:
+                    continue
+                shadowed += 1
+                avoided = path[i + 1]
+                assert avoided in critical and 0 < i + 1 < len(path) - 1
+                routes = {f.path for f in detours if f.shadow and f.path[0] == flow.dpid}
+                assert routes and all(avoided not in r for r in routes), (src, dst)
+    assert shadowed > 50

@@ -201,9 +201,19 @@ def test_fast_failover_groups_watch_primary_then_detour():
         for bucket in group.buckets:
             # Output where it watches; IN_PORT when the detour turns back (crankback).
             assert bucket.actions[0].port in (bucket.watch_port, 0xFFFFFFF8)
-    # Every group is sent before the flow that points at it.
-    order = [type(m).__name__ for _, m in msgs]
-    assert order.index("OFPGroupMod") < order.index("OFPFlowMod")
+    # Every group is sent before the flow that points at it (on that switch).
+    sent_groups: set[tuple[int, int]] = set()
+    pointing = 0
+    for dpid, m in msgs:
+        if isinstance(m, parser.OFPGroupMod):
+            sent_groups.add((dpid, m.group_id))
+        elif isinstance(m, parser.OFPFlowMod):
+            for inst in m.instructions:
+                for action in getattr(inst, "actions", []):
+                    if isinstance(action, parser.OFPActionGroup):
+                        pointing += 1
+                        assert (dpid, action.group_id) in sent_groups
+    assert pointing > 0
     detours = [e for e in fwd.table.active() if e.kind == "detour"]
     assert detours and all("in_port" in e.match for e in detours)
 

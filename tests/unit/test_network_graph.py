@@ -57,3 +57,23 @@ def test_remove_switch_returns_its_links():
     graph, _ = ring_graph(4)
     assert len(graph.remove_switch(2)) == 2
     assert graph.switch_path(1, 3) == [1, 4, 3]
+
+
+def test_avoid_takes_the_shortest_way_around_a_switch():
+    graph, _ = ring_graph(6)
+    assert graph.switch_path(1, 3, avoid=frozenset({2})) == [1, 6, 5, 4, 3]
+    assert graph.switch_path(1, 4, avoid={2}) == [1, 6, 5, 4]
+    assert graph.switch_path(1, 3, avoid={5}) == [1, 2, 3]  # not on the way anyway
+    assert graph.switch_path(1, 3) == [1, 2, 3]  # the graph itself is untouched
+
+
+def test_avoid_never_applies_to_the_ends_or_cuts_a_path():
+    graph, _ = ring_graph(6)
+    assert graph.switch_path(2, 4, avoid={2}) == [2, 3, 4]
+    assert graph.switch_path(1, 2, avoid={2}) == [1, 2]
+    assert graph.switch_path(1, 4, avoid={2, 6}) == [1, 2, 3, 4]  # no way around both
+    line = NetworkGraph()
+    line.add_link(Link(1, 2, 2, 3))
+    line.add_link(Link(2, 2, 3, 3))
+    assert line.switch_path(1, 3, avoid={2}) == [1, 2, 3]
+    assert line.switch_path(1, 3, avoid={99}) == [1, 2, 3]

@@ -144,3 +144,68 @@ def test_store_errors_are_one_line(url, needle):
     with pytest.raises(StoreError) as exc:
         StateStore(url)
     assert needle in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_store_keeps_shadow_percent(tmp_path):
+    store = StateStore(f"sqlite:///{tmp_path / 'st.db'}")
+    table = SignatureTable()
+    a, _ = table.upsert(1, MATCH, 2, group_id=0x90000001, backup_port=3, shadow_percent=2.5,
+                        path=[1, 2, 3], path_key="x>y")
+    store.save(flows=table.take_dirty())
+    [loaded] = StateStore(f"sqlite:///{tmp_path / 'st.db'}").load_flows()
+    assert loaded.shadow_percent == 2.5 and loaded.as_dict() == a.as_dict()
+
+
+def test_store_written_before_shadow_percent_still_loads(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "CREATE TABLE flow_signatures (entry_id INTEGER PRIMARY KEY, dpid BIGINT, "
+        "table_id INTEGER, priority INTEGER, match JSON, idle_timeout INTEGER, "
+        "hard_timeout INTEGER, out_port BIGINT, group_id BIGINT, goto_table INTEGER, "
+        "backup_port BIGINT, arrival_port BIGINT, kind VARCHAR(16), path JSON, "
+        "path_key VARCHAR(64), packets BIGINT, bytes BIGINT, created FLOAT, last_seen FLOAT, "
+        "installed_at FLOAT, status VARCHAR(16), removed_reason VARCHAR(128), "
+        "removed_at FLOAT)")
+    conn.execute(
+        "INSERT INTO flow_signatures VALUES (7, 1, 2, 100, '{\"eth_dst\": \"x\"}', 60, 0, 2, "
+        "2147483649, NULL, 3, 1, 'forward', '[1, 2]', 'a>b', 5, 500, 1.0, 2.0, 1.0, "
+        "'active', NULL, NULL)")
+    conn.commit()
+    conn.close()
+    store = StateStore(f"sqlite:///{db}")
+    [entry] = store.load_flows()
+    assert entry.entry_id == 7 and entry.backup_port == 3 and entry.shadow_percent is None
+    entry.shadow_percent = 1.0
+    store.save(flows=[entry])
+    assert StateStore(f"sqlite:///{db}").load_flows()[0].shadow_percent == 1.0
+
+
+def test_path_index_agrees_with_a_full_scan():
+    import random
+
+    rng = random.Random(3)
+    table = SignatureTable()
+    for step in range(3000):
+        op = rng.random()
+        key = f"p{rng.randrange(6)}"
+        match = {"eth_dst": f"m{rng.randrange(4)}", "in_port": rng.randrange(3)}
+        if op < 0.6:
+            table.upsert(rng.randrange(1, 4), match, rng.randrange(1, 5), path_key=key,
+                         path=[rng.randrange(5)], now=float(step))
+        elif op < 0.9:
+            active = table.active()
+            if active:
+                table.mark_removed(rng.choice(active), "x", float(step))
+        else:
+            table.prune_removed(float(step))
+        scan = table.active_paths()
+        for k in {f"p{i}" for i in range(6)}:
+            assert sorted(e.entry_id for e in table.active_path(k)) == sorted(
+                e.entry_id for e in scan.get(k, [])), step
+    restored = SignatureTable()
+    restored.restore(list(table._entries.values()))
+    for k, entries in table.active_paths().items():
+        assert {e.entry_id for e in restored.active_path(k)} == {e.entry_id for e in entries}

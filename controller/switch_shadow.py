@@ -1,0 +1,228 @@
+"""Switch shadowing: move paths off a critical switch *before* it fails, make before break.
+
+For every switch the operator marks critical, paths that cross it keep a
+shadow path around it (planned in :mod:`controller.fast_failover`, installed
+by :class:`controller.forwarding.Forwarder`), and a small share of flows rides
+the shadow all the time so it is known to work. The switch itself is probed
+(:mod:`controller.switch_probes`) and scored like a service node
+(:class:`controller.services.health.HealthMonitor`, node ``switch:<dpid>``),
+which includes the predictive engine's failure probability.
+
+:class:`SwitchFailover` decides, once per interval, which critical switches to
+*drain* (the forwarder recomputes every path crossing it around it) and which
+to *undrain*:
+
+- drain when the failure probability reaches ``enter_probability`` or health
+  falls to ``enter_health``, for ``confirm`` consecutive intervals;
+- undrain only when ``cool_down`` seconds have passed since the drain **and**
+  health has been at or above ``exit_health`` (with the probability back below
+  ``enter_probability``) for ``confirm`` intervals. Enter and exit levels
+  differ, so a switch wobbling around one line does not flap;
+- draining is always allowed: a path with no way around the switch keeps it
+  (see ``NetworkGraph.switch_path``), so draining never disconnects anyone;
+- with ``predictive`` off nothing is drained (reactive-only: the data-plane
+  groups and the port-down reroute act alone); the verdict is still logged.
+
+It sends nothing; :class:`SwitchShadowing` wires prober, health, decisions and
+forwarder together for the core.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.forwarding import Forwarder, OutMsg
+from controller.services.health import HealthMonitor, NodeHealth, node_engine
+from controller.switch_probes import SwitchProber
+
+LOG = logging.getLogger(__name__)
+
+DRAINED = "drained"
+UNDRAINED = "undrained"
+NOT_DRAINED_REACTIVE = "not_drained_reactive"  # would have drained, predictive is off
+
+
+def switch_node(dpid: int) -> str:
+    """The node name a switch has in the health monitor (entity ``node:switch:<dpid>``)."""
+    return f"switch:{dpid}"
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    """The ``switch_shadowing:`` config section."""
+
+    critical: frozenset[int] = frozenset()
+    sample_percent: float = 2.0
+    probe_interval: float = 1.0
+    enter_probability: float = 0.9
+    enter_health: float = 0.5
+    confirm: int = 2
+    cool_down: float = 30.0
+    exit_health: float = 0.8
+    predictive: bool = True
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> ShadowSettings:
+        """From the validated config section (see ``controller.config``)."""
+        values = dict(section)
+        values["critical"] = frozenset(values.get("critical", ()))
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SwitchEvent:
+    """A decision about a switch and the evidence behind it."""
+
+    ts: float
+    switch: int
+    kind: str  # drained, undrained, not_drained_reactive
+    reason: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SwitchVerdict:
+    """Hysteresis state of one critical switch."""
+
+    drained: bool = False
+    beyond: int = 0  # consecutive intervals at or beyond the enter levels
+    within: int = 0  # consecutive intervals at or within the exit levels
+    last_ts: float | None = None
+    since: float | None = None  # when it was drained
+    noted: bool = False  # the reactive-only verdict of this trip was logged
+
+
+@dataclass
+class SwitchDecision:
+    """What one interval decided."""
+
+    drain: list[int] = field(default_factory=list)
+    undrain: list[int] = field(default_factory=list)
+    events: list[SwitchEvent] = field(default_factory=list)
+
+
+class SwitchFailover:
+    """Per-interval drain / undrain decisions for the critical switches."""
+
+    def __init__(self, settings: ShadowSettings, history: int = 1000) -> None:
+        self.settings = settings
+        self._verdicts: dict[int, SwitchVerdict] = {}
+        self.events: deque[SwitchEvent] = deque(maxlen=history)
+
+    def verdict(self, dpid: int) -> SwitchVerdict:
+        return self._verdicts.setdefault(dpid, SwitchVerdict())
+
+    def drained(self) -> set[int]:
+        return {dpid for dpid, v in self._verdicts.items() if v.drained}
+
+    def step(self, health: Mapping[int, NodeHealth], now: float) -> SwitchDecision:
+        """Take this interval's health per switch (by dpid); non-critical ones are ignored."""
+        decision = SwitchDecision()
+        for dpid in sorted(health):
+            if dpid in self.settings.critical:
+                self._judge(dpid, health[dpid], now, decision)
+        for event in decision.events:
+            self.events.append(event)
+            LOG.warning("switch %s: %s %s", event.switch, event.kind, event.reason)
+        return decision
+
+    def _judge(self, dpid: int, h: NodeHealth, now: float, decision: SwitchDecision) -> None:
+        s = self.settings
+        v = self.verdict(dpid)
+        if v.last_ts is not None and h.timestamp <= v.last_ts:
+            return  # already counted
+        v.last_ts = h.timestamp
+        # The engine's probability means nothing until it has a baseline.
+        prob = h.failure_probability if h.ready else 0.0
+        beyond = prob >= s.enter_probability or h.score <= s.enter_health
+        within = h.score >= s.exit_health and prob < s.enter_probability
+        v.beyond = v.beyond + 1 if beyond else 0
+        v.within = v.within + 1 if within else 0
+        if not beyond:
+            v.noted = False
+        if not v.drained:
+            if not beyond or v.beyond < s.confirm:
+                return
+            reason = {
+                "trigger": "failure_probability" if prob >= s.enter_probability else "health",
+                "enter_probability": s.enter_probability,
+                "enter_health": s.enter_health,
+                "intervals": v.beyond,
+                **h.reason(),  # health, probability, top metrics and weak factors
+            }
+            if not s.predictive:
+                if not v.noted:
+                    v.noted = True
+                    decision.events.append(SwitchEvent(now, dpid, NOT_DRAINED_REACTIVE, reason))
+                return
+            v.drained, v.since, v.within = True, now, 0
+            decision.drain.append(dpid)
+            decision.events.append(SwitchEvent(now, dpid, DRAINED, reason))
+            return
+        cooled = v.since is None or now - v.since >= s.cool_down
+        if within and v.within >= s.confirm and cooled:
+            v.drained, v.beyond = False, 0
+            decision.undrain.append(dpid)
+            decision.events.append(SwitchEvent(now, dpid, UNDRAINED, {
+                "exit_health": s.exit_health, "intervals": v.within,
+                "drained_seconds": round(now - v.since, 3) if v.since is not None else None,
+                **h.reason(),
+            }))
+
+
+class SwitchShadowing:
+    """Probes, health, decisions and the forwarder's drain, wired for the core.
+
+    The core calls :meth:`switch_connected` and :meth:`switch_disconnected`
+    with the switch lifecycle, offers every packet-in to :meth:`packet_in`
+    first, and calls :meth:`tick` every ``probe_interval`` seconds; it sends
+    what comes back. Everything runs under the core's lock.
+    """
+
+    def __init__(self, settings: ShadowSettings, forwarder: Forwarder,
+                 monitor: HealthMonitor | None = None,
+                 prober: SwitchProber | None = None) -> None:
+        self.settings = settings
+        self.forwarder = forwarder
+        if monitor is None:  # reactive-only: health from the probes alone
+            monitor = HealthMonitor(node_engine() if settings.predictive else None)
+        self.monitor = monitor
+        self.prober = prober or SwitchProber(timeout=settings.probe_interval)
+        self.failover = SwitchFailover(settings)
+        self.health: dict[int, NodeHealth] = {}
+
+    def switch_connected(self, dpid: int) -> list[OutMsg]:
+        """The probe catch rule (every switch answers its neighbours' probes)."""
+        return self.prober.catch_rules(dpid)
+
+    def switch_disconnected(self, dpid: int) -> None:
+        self.prober.forget(dpid)
+
+    def packet_in(self, dpid: int, in_port: int, data: bytes, now: float) -> bool:
+        """True when the packet was a probe (then nothing else should look at it)."""
+        return self.prober.packet_in(dpid, in_port, data, now)
+
+    def tick(self, now: float, connected: Iterable[int]) -> tuple[list[OutMsg], list[SwitchEvent]]:
+        """One interval: score the critical switches, drain/undrain, send the next probes."""
+        probed = sorted(self.settings.critical & set(connected))
+        current: dict[int, NodeHealth] = {}
+        for dpid in probed:
+            metrics = self.prober.metrics(dpid, now)
+            if metrics:  # no settled probe is no evidence
+                current[dpid] = self.monitor.observe(switch_node(dpid), now, metrics)
+        self.health.update(current)
+        decision = self.failover.step(current, now)
+        msgs: list[OutMsg] = []
+        for dpid in decision.drain:
+            msgs += self.forwarder.drain(dpid)
+        for dpid in decision.undrain:
+            msgs += self.forwarder.undrain(dpid)
+        for dpid in probed:
+            msgs += self.prober.probes(dpid, self.forwarder.graph.link_ports(dpid), now)
+        return msgs, decision.events
