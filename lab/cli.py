@@ -6,7 +6,6 @@ import argparse
 import json
 import signal
 import sys
-import time
 from typing import Any
 
 
@@ -17,9 +16,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="run a scenario end to end")
     run.add_argument("scenario", choices=sorted(SCENARIOS))
-    run.add_argument("--topo", default="ring,6",
+    run.add_argument("--topo",
                      help="single,N | linear,N | tree,D,F | ring,N | fattree,K | zoo:NAME | "
-                          "zoo:FILE.gml (default ring,6)")
+                          "zoo:FILE.gml (default: the scenario's own)")
+    run.add_argument("--mode", choices=("predictive", "reactive", "none", "all"),
+                     default="all",
+                     help="failover scenarios: which mode to run (default: all three, "
+                          "side by side)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--hub", choices=("eventlet", "native"), help="controller hub")
     run.set_defaults(func=run_scenario)
@@ -30,30 +33,31 @@ def _interrupt(signum: int, _frame: Any) -> None:
 
 
 def run_scenario(args: argparse.Namespace) -> int:
-    from lab.network import Lab
     from lab.ovs import LabError
     from lab.scenarios import SCENARIOS
+    from lab.scenarios import run_scenario as run_one
 
     signal.signal(signal.SIGTERM, _interrupt)
-    started = time.monotonic()
+    scenario = SCENARIOS[args.scenario]
+    topo = args.topo or scenario.default_topo
+    if not scenario.modes:
+        modes: list[str | None] = [None]
+    else:
+        modes = list(scenario.modes) if args.mode == "all" else [args.mode]
+    results = []
     try:
-        lab = Lab(args.topo, hub=args.hub)
-    except (ValueError, FileNotFoundError) as exc:
-        raise ValueError(f"--topo {args.topo!r}: {exc}") from None
-    print(f"lab: {lab.info.name}: {lab.info.switches} switches, {lab.info.hosts} hosts, "
-          f"{lab.info.switch_links} links", file=sys.stderr)
-    try:
-        with lab:
-            print(f"lab: topology discovered in {time.monotonic() - started:.1f}s; "
-                  f"running {args.scenario}", file=sys.stderr)
-            result = SCENARIOS[args.scenario](lab)
+        for mode in modes:
+            results.append(run_one(args.scenario, topo, mode, args.hub,
+                                   log=lambda msg: print(msg, file=sys.stderr)))
     except LabError as exc:
         print(f"shadownet: error: {exc}", file=sys.stderr)
         return 1
-    result = {"topo": args.topo, **result, "duration_s": round(time.monotonic() - started, 1)}
     if args.json:
-        print(json.dumps(result))
+        doc = {"scenario": args.scenario, "topo": topo}
+        doc |= {"modes": results} if scenario.modes else results[0]
+        print(json.dumps(doc))
     else:
-        print(f"{args.scenario} on {result['topo']}: " + ", ".join(
-            f"{k}={v}" for k, v in result.items() if k != "topo"))
-    return 0 if not result.get("dropped_pct") else 1
+        for result in results:
+            print(f"{args.scenario} on {topo}: " + ", ".join(
+                f"{k}={v}" for k, v in result.items()))
+    return 0 if not any(r.get("dropped_pct") for r in results) else 1

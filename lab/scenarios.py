@@ -1,10 +1,16 @@
-"""Lab scenarios: each takes a running ``Lab`` and returns a JSON-able result."""
+"""Lab scenarios: each takes a running ``Lab`` and returns a JSON-able result.
+
+``SCENARIOS`` is what ``shadownet lab run`` offers. A scenario with modes
+(the failover scenarios) is run once per mode on a fresh lab, because the
+mode changes the controller's configuration; see ``lab.service_scenarios``.
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lab.network import Lab
@@ -44,4 +50,65 @@ def mirror(lab: Lab) -> dict[str, Any]:
     return mirror_scenario(lab)
 
 
-SCENARIOS: dict[str, Callable[[Lab], dict[str, Any]]] = {"pingall": pingall, "mirror": mirror}
+@dataclass(frozen=True)
+class Scenario:
+    """How to run one scenario: its default topology, and per mode its config."""
+
+    run: Callable[..., dict[str, Any]]  # (lab) or, with modes, (lab, mode)
+    default_topo: str = "ring,6"
+    modes: tuple[str, ...] = ()
+    config: Callable[[str, Any], dict[str, Any]] | None = None  # (mode, topo) -> config
+    probe_port: Callable[[str], bool] = lambda mode: False
+
+
+def _service_scenario(run: Callable[..., dict[str, Any]]) -> Scenario:
+    from lab import service_scenarios as ss
+
+    return Scenario(run, "linear,3", ss.MODES, ss.service_config,
+                    probe_port=lambda mode: mode != "none")
+
+
+def _switch_scenario(run: Callable[..., dict[str, Any]], default_topo: str) -> Scenario:
+    from lab import switch_scenarios as sw
+
+    return Scenario(run, default_topo, sw.MODES, sw.switch_config)
+
+
+def _scenarios() -> dict[str, Scenario]:
+    from lab import service_scenarios as ss
+    from lab import switch_scenarios as sw
+
+    return {
+        "pingall": Scenario(pingall),
+        "mirror": Scenario(mirror, "linear,3"),
+        "degrading-node": _service_scenario(ss.degrading_node),
+        "noise-only": _service_scenario(ss.noise_only),
+        "link-cut": _switch_scenario(sw.link_cut, "ring,4"),
+    }
+
+
+SCENARIOS = _scenarios()
+
+
+def run_scenario(name: str, topo: str | None = None, mode: str | None = None,
+                 hub: str | None = None, log: Callable[[str], None] = lambda msg: None
+                 ) -> dict[str, Any]:
+    """Run one scenario (in one mode) on a fresh lab, torn down before this returns."""
+    scenario = SCENARIOS[name]
+    spec = topo or scenario.default_topo
+    if scenario.modes and mode not in scenario.modes:
+        raise ValueError(f"{name} needs a mode: one of {', '.join(scenario.modes)}")
+    started = time.monotonic()
+    try:
+        lab = Lab(spec, hub=hub, probe_port=scenario.probe_port(mode or ""))
+        if mode is not None and scenario.config is not None:
+            lab.config = scenario.config(mode, lab.topo)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ValueError(f"--topo {spec!r}: {exc}") from None
+    label = f" ({mode})" if mode else ""
+    log(f"lab: {lab.info.name}{label}: {lab.info.switches} switches, {lab.info.hosts} hosts, "
+        f"{lab.info.switch_links} links")
+    with lab:
+        log(f"lab: topology discovered in {time.monotonic() - started:.1f}s; running {name}{label}")
+        result = scenario.run(lab, mode) if mode else scenario.run(lab)
+    return {**result, "duration_s": round(time.monotonic() - started, 1)}

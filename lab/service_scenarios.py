@@ -181,6 +181,9 @@ def degrading_node(lab: Lab, mode: str) -> dict[str, Any]:
                              for r in results if not r["ok"]][:5]
     if moves:
         out["migration_reason"] = _reason(moves[0])
+    out["switchover_events"] = [e["kind"] for e in lab.controller.get("/api/services/events")
+                                if e["kind"] in ("switchover", "committed", "retired",
+                                                 "verification_failed", "drain_expired")]
     return out
 
 

@@ -20,7 +20,7 @@ def test_lab_run_pingall_json():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"topo", "hosts", "pairs", "dropped_pct", "throughput_mbps",
+    assert set(report) == {"scenario", "topo", "hosts", "pairs", "dropped_pct", "throughput_mbps",
                            "duration_s"}
     assert report["hosts"] == 3 and report["pairs"] == 6 and report["dropped_pct"] == 0
     assert report["throughput_mbps"] > 0

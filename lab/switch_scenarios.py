@@ -1,0 +1,109 @@
+"""Fabric scenarios: a link is cut, or a switch degrades, under a 1000 packets/s stream.
+
+A numbered UDP stream (``lab.udp_stream``) runs from the first host to the
+host farthest from it, so its path crosses the fabric. Modes, as for the
+service scenarios:
+
+- ``predictive``: fast-failover groups, switch probes and the predictive
+  engine (critical switches are drained before they fail);
+- ``reactive``: fast-failover groups and port-down reroutes only;
+- ``none``: no fast failover; the controller reroutes when it hears of the failure.
+
+**link-cut**: a link on the stream's path goes down (both ends) without
+warning. Nothing can predict it; reported is the outage in milliseconds
+(``gap_ms``: the longest run of lost packets at 1000 packets/s).
+
+**degrading-switch**: the stream's transit switch slows down step by step
+(its egress ports are rate-limited below the stream's rate, so a queue, and
+with it latency, builds up), then drops packets, then dies (all its links go
+down). Reported: packets lost, and when its paths moved relative to the death.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from lab.network import Lab
+
+MODES = ("predictive", "reactive", "none")
+RATE = 1000.0
+
+
+def switch_config(mode: str, topo: Any, critical: list[int] | None = None) -> dict[str, Any]:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    cfg: dict[str, Any] = {
+        "reconcile": {"interval": 1},
+        "prediction": {"enabled": mode == "predictive"},
+        "forwarding": {"fast_failover": mode != "none"},
+    }
+    if critical:
+        cfg["switch_shadowing"] = {"critical": critical}
+    return cfg
+
+
+class Stream:
+    """One UDP stream between two lab hosts; ``result()`` waits for the receiver."""
+
+    def __init__(self, lab: Lab, src: Any, dst: Any, seconds: float) -> None:
+        self._out = lab.workdir / f"stream-{src.name}-{dst.name}.json"
+        self._fh = self._out.open("w")
+        self._recv = dst.popen([sys.executable, "-m", "lab.udp_stream", "receive",
+                                "--rate", str(RATE), "--seconds", str(seconds + 3)],
+                               stdout=self._fh)
+        time.sleep(0.5)
+        self._send = src.popen([sys.executable, "-m", "lab.udp_stream", "send", dst.IP(),
+                                "--rate", str(RATE), "--seconds", str(seconds)])
+
+    def result(self) -> dict[str, Any]:
+        self._send.wait(timeout=120)
+        self._recv.wait(timeout=120)
+        self._fh.close()
+        try:
+            return json.loads(self._out.read_text())
+        except ValueError:
+            return {"error": "receiver printed no result"}
+
+
+def far_pair(lab: Lab) -> tuple[Any, Any, list[int]]:
+    """The first host and the host whose path from it is longest, with that path."""
+    src = lab.net.hosts[0]
+    best: tuple[Any, list[int]] | None = None
+    for dst in lab.net.hosts[1:]:
+        path = lab.controller.get(f"/api/path?src={src.IP()}&dst={dst.IP()}")["switches"]
+        if best is None or len(path) > len(best[1]):
+            best = (dst, path)
+    assert best is not None
+    return src, best[0], best[1]
+
+
+def link_cut(lab: Lab, mode: str) -> dict[str, Any]:
+    lab.net.pingAll(timeout="3")
+    src, dst, path = far_pair(lab)
+    if len(path) < 2:
+        raise ValueError("link-cut needs a topology where the stream crosses a link")
+    stream = Stream(lab, src, dst, seconds=6)
+    time.sleep(2)
+    a, b = f"s{path[0]}", f"s{path[1]}"
+    lab.net.configLinkStatus(a, b, "down")
+    result = stream.result()
+    after = lab.controller.get(f"/api/path?src={src.IP()}&dst={dst.IP()}")["switches"]
+    return {"mode": mode, "cut": f"{a}-{b}", "path_before": path, "path_after": after,
+            **result}
+
+
+def set_switch_rate(switch: Any, rate_kbit: int | None) -> None:
+    """Rate-limit every port of a switch (a queue builds when traffic exceeds it)."""
+    for intf in switch.intfList():
+        if intf.name == "lo":
+            continue
+        if rate_kbit is None:
+            cmd = ["tc", "qdisc", "del", "dev", intf.name, "root"]
+        else:
+            cmd = ["tc", "qdisc", "replace", "dev", intf.name, "root", "tbf",
+                   "rate", f"{rate_kbit}kbit", "burst", "4kb", "latency", "2000ms"]
+        subprocess.run(cmd, capture_output=True, check=False)
