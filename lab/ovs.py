@@ -62,3 +62,17 @@ def delete_links(prefixes: tuple[str, ...]) -> None:
         name = line.split(":")[1].strip().split("@")[0]
         if name.startswith(prefixes) and "-eth" in name:
             subprocess.run(["ip", "link", "del", name], capture_output=True, check=False)
+
+
+def tx_packets(bridge: str, intf: str) -> int:
+    """Packets a bridge has sent out of one of its interfaces, read live from the datapath.
+
+    (The Interface table's statistics column lags by up to five seconds.)
+    """
+    ofport = subprocess.run(["ovs-vsctl", "get", "Interface", intf, "ofport"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-ports", bridge, ofport],
+                         capture_output=True, text=True, check=True).stdout
+    tx = out.split("tx pkts=", 1)[1] if "tx pkts=" in out else ""
+    digits = tx.split(",", 1)[0].strip()
+    return int(digits) if digits.isdigit() else 0

@@ -68,10 +68,11 @@ def _service_scenario(run: Callable[..., dict[str, Any]]) -> Scenario:
                     probe_port=lambda mode: mode != "none")
 
 
-def _switch_scenario(run: Callable[..., dict[str, Any]], default_topo: str) -> Scenario:
+def _switch_scenario(run: Callable[..., dict[str, Any]], default_topo: str,
+                     config: Callable[[str, Any], dict[str, Any]]) -> Scenario:
     from lab import switch_scenarios as sw
 
-    return Scenario(run, default_topo, sw.MODES, sw.switch_config)
+    return Scenario(run, default_topo, sw.MODES, config)
 
 
 def _scenarios() -> dict[str, Scenario]:
@@ -83,7 +84,9 @@ def _scenarios() -> dict[str, Scenario]:
         "mirror": Scenario(mirror, "linear,3"),
         "degrading-node": _service_scenario(ss.degrading_node),
         "noise-only": _service_scenario(ss.noise_only),
-        "link-cut": _switch_scenario(sw.link_cut, "ring,4"),
+        "link-cut": _switch_scenario(sw.link_cut, "ring,4", sw.switch_config),
+        "degrading-switch": _switch_scenario(sw.degrading_switch, "ring,4",
+                                             sw.degrading_switch_config),
     }
 
 

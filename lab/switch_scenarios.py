@@ -28,6 +28,7 @@ import time
 from typing import Any
 
 from lab.network import Lab
+from lab.ovs import tx_packets
 
 MODES = ("predictive", "reactive", "none")
 RATE = 1000.0
@@ -49,7 +50,7 @@ def switch_config(mode: str, topo: Any, critical: list[int] | None = None) -> di
 class Stream:
     """One UDP stream between two lab hosts; ``result()`` waits for the receiver."""
 
-    def __init__(self, lab: Lab, src: Any, dst: Any, seconds: float) -> None:
+    def __init__(self, lab: Lab, src: Any, dst: Any, seconds: float, sport: int = 0) -> None:
         self._out = lab.workdir / f"stream-{src.name}-{dst.name}.json"
         self._fh = self._out.open("w")
         self._recv = dst.popen([sys.executable, "-m", "lab.udp_stream", "receive",
@@ -57,7 +58,8 @@ class Stream:
                                stdout=self._fh)
         time.sleep(0.5)
         self._send = src.popen([sys.executable, "-m", "lab.udp_stream", "send", dst.IP(),
-                                "--rate", str(RATE), "--seconds", str(seconds)])
+                                "--rate", str(RATE), "--seconds", str(seconds),
+                                "--sport", str(sport)])
 
     def result(self) -> dict[str, Any]:
         self._send.wait(timeout=120)
@@ -107,3 +109,62 @@ def set_switch_rate(switch: Any, rate_kbit: int | None) -> None:
             cmd = ["tc", "qdisc", "replace", "dev", intf.name, "root", "tbf",
                    "rate", f"{rate_kbit}kbit", "burst", "4kb", "latency", "2000ms"]
         subprocess.run(cmd, capture_output=True, check=False)
+
+
+# degrading-switch: (seconds, rate limit in kbit/s or None) on the transit switch; then death.
+SWITCH_STEPS = [(4, None), (8, 1100), (6, 700)]
+SWITCH_DEAD_S = 5.0
+SWITCH_WARMUP_S = 35.0  # probes and the engine need a baseline of the healthy switch
+CRITICAL = 2  # s2: the transit switch of the stream on ring,4
+
+
+def degrading_switch_config(mode: str, topo: Any) -> dict[str, Any]:
+    return switch_config(mode, topo, critical=[CRITICAL])
+
+
+def _pick_sport(lab: Lab, src: Any, dst: Any, switch: str, via: str) -> int:
+    """A source port whose flow crosses the critical switch, not its sampled shadow.
+
+    A few percent of flows ride the shadow path all the time (hashed per flow),
+    so a stream that should cross the switch is checked on its egress counter.
+    """
+    for sport in range(40000, 40020):
+        before = tx_packets(switch, via)
+        Stream(lab, src, dst, seconds=0.3, sport=sport).result()
+        if tx_packets(switch, via) - before >= 250:
+            return sport
+    raise ValueError(f"no stream from {src.name} to {dst.name} crosses {via}")
+
+
+def degrading_switch(lab: Lab, mode: str) -> dict[str, Any]:
+    lab.net.pingAll(timeout="3")
+    src, dst, path = far_pair(lab)
+    if CRITICAL not in path[1:-1]:
+        raise ValueError(f"degrading-switch needs s{CRITICAL} as a transit switch "
+                         f"(stream path {path}); use a ring")
+    switch = lab.net.get(f"s{CRITICAL}")
+    nxt = lab.net.get(f"s{path[path.index(CRITICAL) + 1]}")
+    egress = lab.net.linksBetween(switch, nxt)[0]
+    via = egress.intf1.name if egress.intf1.node is switch else egress.intf2.name
+    sport = _pick_sport(lab, src, dst, switch.name, via)
+    time.sleep(SWITCH_WARMUP_S)
+    total = sum(s for s, _ in SWITCH_STEPS) + SWITCH_DEAD_S
+    stream = Stream(lab, src, dst, seconds=total, sport=sport)
+    try:
+        for seconds, rate in SWITCH_STEPS:
+            set_switch_rate(switch, rate)
+            time.sleep(seconds)
+        died_at = time.time()
+        for neighbour in {n for n in lab.net.switches if lab.net.linksBetween(switch, n)}:
+            lab.net.configLinkStatus(switch.name, neighbour.name, "down")
+        result = stream.result()
+    finally:
+        set_switch_rate(switch, None)
+    shadowing = lab.controller.get("/api/switches/shadowing")
+    drains = [e for e in shadowing["events"] if e.get("kind") == "drained"]
+    out = {"mode": mode, "critical": f"s{CRITICAL}", "stream_sport": sport, **result,
+           "drains": len(drains),
+           "drained_s_before_death": round(died_at - drains[0]["ts"], 1) if drains else None}
+    if drains:
+        out["drain_reason"] = drains[0].get("reason")
+    return out

@@ -24,11 +24,17 @@ HEADER = struct.Struct("!QQ")  # sequence number, number of packets the sender w
 PAYLOAD = 100
 
 
-def send(dst: str, port: int, rate: float, seconds: float) -> int:
-    """Send ``rate * seconds`` packets on a fixed schedule; returns how many were sent."""
+def send(dst: str, port: int, rate: float, seconds: float, sport: int = 0) -> int:
+    """Send ``rate * seconds`` packets on a fixed schedule; returns how many were sent.
+
+    ``sport`` fixes the source port, so the stream is one known flow (select
+    groups hash flows by their addresses and ports).
+    """
     count = int(rate * seconds)
     pad = b"\0" * (PAYLOAD - HEADER.size)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        if sport:
+            sock.bind(("0.0.0.0", sport))
         start = time.monotonic()
         for seq in range(count):
             delay = start + seq / rate - time.monotonic()
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("send")
     s.add_argument("dst")
+    s.add_argument("--sport", type=int, default=0, help="source port (default: any)")
     r = sub.add_parser("receive")
     for q in (s, r):
         q.add_argument("--port", type=int, default=5005)
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate <= 0 or args.seconds <= 0:
         p.error("--rate and --seconds must be positive")
     if args.cmd == "send":
-        send(args.dst, args.port, args.rate, args.seconds)
+        send(args.dst, args.port, args.rate, args.seconds, args.sport)
         return 0
     got, expected = receive(args.port, args.seconds)
     print(json.dumps(summarize(got, expected, args.rate)))
