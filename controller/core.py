@@ -63,6 +63,12 @@ class ControllerCore:
         self.forwarder = Forwarder(self.graph, self.hosts, self.table, settings, clock)
         self.mirror_policy = mirror_policy or MirrorPolicy()
         self.services = self._service_runtime(services or [], predictive)
+        self._saved_service_state: dict[str, dict[str, Any]] = {}
+        if store is not None:
+            # After the ST: restored service flows are re-attached to their rules there.
+            self._saved_service_state = store.load_service_state()
+            self.services.restore(store.load_shadow(), self._saved_service_state,
+                                  self.clock())
         shadow = ShadowSettings.from_config(switch_shadowing or {})
         self.shadowing = SwitchShadowing(replace(shadow, predictive=predictive), self.forwarder)
         self.node_health: dict[str, Any] = {}
@@ -323,15 +329,31 @@ class ControllerCore:
 
     # --- persistence ----------------------------------------------------------
     def flush(self) -> int:
-        """Write changed rows to the store; returns how many flow rows were written."""
+        """Write changed rows to the store; returns how many flow rows were written.
+
+        The ShT entries that changed (expired ones deleted) and the services whose
+        active node or last switchover changed go in the same transaction as the
+        flows, so a restart sees steering rules and the flows they belong to agree.
+        """
         with self.lock:
             horizon = self.clock() - self.history_seconds
             pruned = self.table.prune_removed(horizon) if self.history_seconds else []
             rows = self.table.take_dirty()
             hosts = self.hosts.all() if self._hosts_dirty else []
             self._hosts_dirty = False
-        if self.store is not None and (rows or hosts or pruned):
-            self.store.save(flows=rows, hosts=hosts, deleted_flow_ids=pruned)
+            changed, gone = self.services.shadow.take_dirty()
+            # Records are copied under the lock: the entries keep changing after it.
+            shadow = [e.as_record() for e in changed]
+            deleted_shadow = [(k.service, k.client_ip, k.client_port) for k in gone]
+            state = self.services.redirection.export_state()
+            service_state = {name: data for name, data in state.items()
+                             if self._saved_service_state.get(name) != data}
+            self._saved_service_state.update(service_state)
+        if self.store is not None and (rows or hosts or pruned or shadow or deleted_shadow
+                                       or service_state):
+            self.store.save(flows=rows, hosts=hosts, deleted_flow_ids=pruned,
+                            shadow=shadow, deleted_shadow=deleted_shadow,
+                            service_state=service_state)
         return len(rows)
 
     # --- queries for the REST API -------------------------------------------

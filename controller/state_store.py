@@ -1,16 +1,19 @@
-"""Persistence of the signature table and host table (SQLAlchemy).
+"""Persistence of the signature table, host table and service state (SQLAlchemy).
 
 The store is written in batches (only rows that changed) and read once at
 start-up, so a restarted controller knows every flow it owns and can re-sync
-the switches to it. Any SQLAlchemy URL works; the default is a local SQLite file.
+the switches to it, and every service flow keeps its node and shadow list and
+every service its active node. Any SQLAlchemy URL works; the default is a
+local SQLite file.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -92,7 +95,45 @@ class MirrorRow(Base):
     data: Mapped[dict] = mapped_column(JSON)
 
 
+class ShadowRow(Base):
+    """One Shadow Table entry (a service flow): where it goes now and where it could go.
+
+    Passed in and out as plain records (``ShadowEntry.as_record``) so the store
+    does not depend on the services package.
+    """
+
+    __tablename__ = "shadow_entries"
+
+    service: Mapped[str] = mapped_column(String(128), primary_key=True)
+    client_ip: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_port: Mapped[int] = mapped_column(Integer, primary_key=True)
+    primary: Mapped[str] = mapped_column(String(128))
+    client_dpid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    client_mac: Mapped[str | None] = mapped_column(String(17), nullable=True)
+    shadows: Mapped[list] = mapped_column(JSON)
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16))
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_reason: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    cookies: Mapped[list] = mapped_column(JSON)
+    moves: Mapped[list] = mapped_column(JSON)
+
+
+class ServiceStateRow(Base):
+    """Per service: the node new flows go to and when the service last switched
+    (so a restart neither fails back to a failing primary nor skips the cool-down)."""
+
+    __tablename__ = "service_state"
+
+    service: Mapped[str] = mapped_column(String(128), primary_key=True)
+    active: Mapped[str] = mapped_column(String(128))
+    last_switch: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
 _FLOW_FIELDS = [c.name for c in FlowRow.__table__.columns]
+_SHADOW_FIELDS = [c.name for c in ShadowRow.__table__.columns]
+_SERVICE_FIELDS = [c.name for c in ServiceStateRow.__table__.columns]
 
 
 class StateStore:
@@ -159,16 +200,46 @@ class StateStore:
                 for r in rows
             ]
 
+    def load_shadow(self) -> list[dict[str, Any]]:
+        """Shadow Table entries as records (``ShadowEntry.from_record`` reads them)."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(ShadowRow).order_by(ShadowRow.created)).all()
+            return [{f: getattr(r, f) for f in _SHADOW_FIELDS} for r in rows]
+
+    def load_service_state(self) -> dict[str, dict[str, Any]]:
+        """``{service: {"active": node, "last_switch": ts}}`` as last saved."""
+        with Session(self.engine) as session:
+            rows = session.scalars(select(ServiceStateRow)).all()
+            return {r.service: {"active": r.active, "last_switch": r.last_switch}
+                    for r in rows}
+
     def save(
         self,
         flows: Iterable[FlowSignature] = (),
         hosts: Iterable[Host] = (),
         deleted_flow_ids: Iterable[int] = (),
+        shadow: Iterable[Mapping[str, Any]] = (),
+        deleted_shadow: Iterable[tuple[str, str, int]] = (),
+        service_state: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
-        """Upsert changed rows in one transaction."""
+        """Upsert changed rows in one transaction.
+
+        ``shadow``: changed ShT entry records; ``deleted_shadow``: ``(service,
+        client_ip, client_port)`` of expired entries; ``service_state``: changed
+        ``{service: {"active", "last_switch"}}``.
+        """
         with Session(self.engine) as session, session.begin():
             for entry in flows:
                 session.merge(FlowRow(**{f: getattr(entry, f) for f in _FLOW_FIELDS}))
+            for record in shadow:
+                session.merge(ShadowRow(**{f: record.get(f) for f in _SHADOW_FIELDS}))
+            for service, state in (service_state or {}).items():
+                session.merge(ServiceStateRow(service=service, active=state["active"],
+                                              last_switch=state.get("last_switch")))
+            for service, client_ip, client_port in deleted_shadow:
+                session.execute(delete(ShadowRow).where(
+                    ShadowRow.service == service, ShadowRow.client_ip == client_ip,
+                    ShadowRow.client_port == client_port))
             for host in hosts:
                 session.merge(
                     HostRow(

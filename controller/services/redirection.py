@@ -226,6 +226,37 @@ class RedirectionEngine:
         names = [service] if service else [s.name for s in self.services]
         return [sw for n in names for sw in self.state(n).switchovers]
 
+    # --- persistence ------------------------------------------------------------
+    def export_state(self) -> dict[str, dict[str, Any]]:
+        """Per service: the active node and the last switchover time, for the store.
+
+        Only these survive a restart: the active node, so a service that left a
+        failing primary does not fall back to it, and ``last_switch``, so the
+        cool-down still holds. Open switchovers (verification, drains) are not
+        kept: after a restart they are simply no longer tracked, and node
+        verdicts are re-learned from fresh probes.
+        """
+        return {name: {"active": st.active, "last_switch": st.last_switch}
+                for name, st in self._state.items() if self.services.get(name) is not None}
+
+    def restore_state(self, saved: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """Take back :meth:`export_state`'s output; returns the services restored.
+
+        Services no longer declared, and active nodes that are no longer a node
+        of their service, are ignored (the service starts on its primary).
+        """
+        restored = []
+        for name, data in saved.items():
+            svc = self.services.get(name)
+            active = data.get("active")
+            if svc is None or not isinstance(active, str) or svc.node(active) is None:
+                continue
+            last = data.get("last_switch")
+            self._state[name] = _ServiceState(
+                active=active, last_switch=float(last) if last is not None else None)
+            restored.append(name)
+        return restored
+
     # --- flows ----------------------------------------------------------------
     def place(self, key: FlowKey, client_dpid: int | None,
               health: Mapping[str, NodeHealth], now: float) -> ShadowEntry:

@@ -6,12 +6,17 @@ and topology graph. Like ``Forwarder`` it returns ``(dpid, message)`` pairs and
 sends nothing, so the whole loop (a client connects, a node degrades, the
 service switches, the counters verify it) runs in unit tests against a fake
 pipeline.
+
+``restore`` takes back what the store kept (ShT entries, each service's active
+node) after a restart, and re-attaches restored flows to the steering rules
+the restored ST still holds, so they can still be moved, reconciled and ended.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -21,8 +26,12 @@ from controller.network_graph import NetworkGraph
 from controller.services.health import HealthMonitor, NodeHealth
 from controller.services.redirection import Plan, RedirectionEngine
 from controller.services.service import Node, ServiceTable
-from controller.services.shadow_table import FlowKey, ShadowTable, ShadowWeights
+from controller.services.shadow_table import FlowKey, ShadowEntry, ShadowTable, ShadowWeights
 from controller.services.steering import (
+    REPLY,
+    REQUEST,
+    STEER_TABLE,
+    ClientFlow,
     Steering,
     parse_vip_arp,
     parse_vip_flow,
@@ -31,6 +40,8 @@ from controller.services.steering import (
 )
 from controller.signature_table import SignatureTable
 from predictive.engine import PredictiveEngine
+
+LOG = logging.getLogger(__name__)
 
 OutMsg = tuple[int, Any]
 
@@ -83,6 +94,7 @@ class ServiceRuntime:
         node = svc.node(entry.primary)
         assert node is not None
         self._client_macs[key] = flow.client_mac
+        entry.client_mac = flow.client_mac  # persisted with the entry (dirty since place)
         msgs = list(self.ensure_path(flow.client_mac, node))
         msgs += self.steering.pin(key, flow, now)
         # The first packet goes back through the pipeline, now that its rules exist.
@@ -128,6 +140,61 @@ class ServiceRuntime:
             if node is not None and mac is not None:
                 msgs += self.ensure_path(mac, node)
         return msgs + self.steering.apply(plan.moves, now)
+
+    def restore(self, shadow: Iterable[Mapping[str, Any]],
+                service_state: Mapping[str, Mapping[str, Any]],
+                now: float | None = None) -> None:
+        """Take back the store's ShT records and per-service state after a restart.
+
+        Call after the ST has been restored: an active flow is re-attached to its
+        request and reply rules there (so ``Steering`` can move, rebuild and end
+        it); one whose rules are gone is ended, since nothing steers it any more.
+        Entries that expired while the controller was down are dropped.
+        """
+        now = self.clock() if now is None else now
+        self.redirection.restore_state(service_state)
+        entries = []
+        for record in shadow:
+            try:
+                entries.append(ShadowEntry.from_record(record))
+            except (KeyError, TypeError, ValueError) as exc:
+                LOG.warning("shadow table: skipping unreadable stored entry %s: %s",
+                            {k: record.get(k) for k in ("service", "client_ip",
+                                                        "client_port")}, exc)
+        for key in self.shadow.restore(entries):
+            LOG.info("shadow table: dropping stored flow %s (service or node gone)", key)
+        for entry in self.shadow.entries(active_only=True):
+            if entry.client_mac:
+                self._client_macs[entry.key] = entry.client_mac
+            if not self._adopt(entry, now):
+                self.shadow.end(entry.key, now, "restart")
+        self.shadow.expire(now)
+
+    def _adopt(self, entry: ShadowEntry, now: float) -> bool:
+        """Rebuild the steering's view of a restored flow from its ST rules.
+
+        The request rule sits in the steering table, the reply rule (whose output
+        is the client's port) in the forwarding table; both point at the entry's
+        primary, since a move re-points both. Counters already on the rules are
+        taken as seen, so they do not count as fresh traffic for verification.
+        """
+        rules = {}
+        for cookie in entry.cookies:
+            st = self.steering.table.by_cookie(cookie)
+            if st is not None and st.active and st.kind == "service":
+                rules[REQUEST if st.table_id == STEER_TABLE else REPLY] = st
+        if set(rules) != {REQUEST, REPLY} or rules[REPLY].out_port is None:
+            for cookie in list(entry.cookies):
+                st = self.steering.table.by_cookie(cookie)
+                if st is not None and st.active:
+                    self.steering.table.mark_removed(st, "restart", now)
+                self.shadow.detach_cookie(cookie)
+            return False
+        reply = rules[REPLY]
+        flow = ClientFlow(entry.client_mac or "", entry.key.client_ip, entry.key.client_port,
+                          reply.dpid, reply.out_port)
+        self.steering.adopt(entry.key, flow, entry.primary, rules)
+        return True
 
     def flow_removed(self, cookie: int, now: float | None = None) -> list[OutMsg]:
         """A steering rule idled out: the flow ended; its other rule goes too."""

@@ -24,12 +24,16 @@ by name, so the ranking is deterministic.
 Entries outlive their flows for ``keep_seconds`` (expiration criteria): a
 client that returns soon after its flow ended can be sent back to the same
 node (affinity), and the record of a move stays inspectable for a while.
+
+Like the ST, the table remembers which entries changed (``take_dirty``) so the
+controller writes only those to its store, and can be ``restore``d from it
+after a restart: a steered flow keeps its node and its shadow list.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from controller.network_graph import NetworkGraph
@@ -117,6 +121,7 @@ class ShadowEntry:
     end_reason: str | None = None
     cookies: set[int] = field(default_factory=set)
     moves: list[dict[str, Any]] = field(default_factory=list)
+    client_mac: str | None = None  # so a restarted controller can re-install its path
 
     @property
     def active(self) -> bool:
@@ -137,6 +142,29 @@ class ShadowEntry:
             "ended_at": self.ended_at, "end_reason": self.end_reason,
             "cookies": [hex(c) for c in sorted(self.cookies)], "moves": list(self.moves),
         }
+
+    def as_record(self) -> dict[str, Any]:
+        """Everything needed to rebuild the entry, unrounded (the store's row)."""
+        return {
+            "service": self.key.service, "client_ip": self.key.client_ip,
+            "client_port": self.key.client_port, "primary": self.primary,
+            "client_dpid": self.client_dpid, "client_mac": self.client_mac,
+            "shadows": [asdict(s) for s in self.shadows], "created": self.created,
+            "updated": self.updated, "status": self.status, "ended_at": self.ended_at,
+            "end_reason": self.end_reason, "cookies": sorted(self.cookies),
+            "moves": [dict(m) for m in self.moves],
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> ShadowEntry:
+        return cls(
+            FlowKey(record["service"], record["client_ip"], int(record["client_port"])),
+            record["primary"], record.get("client_dpid"),
+            [ShadowNode(**s) for s in record.get("shadows") or []],
+            record["created"], record["updated"], record.get("status") or ACTIVE,
+            record.get("ended_at"), record.get("end_reason"),
+            {int(c) for c in record.get("cookies") or []},
+            [dict(m) for m in record.get("moves") or []], record.get("client_mac"))
 
 
 class ShadowTable:
@@ -166,6 +194,8 @@ class ShadowTable:
         self.locate = locate or (lambda node: node.dpid)
         self._entries: dict[FlowKey, ShadowEntry] = {}
         self._by_cookie: dict[int, FlowKey] = {}
+        self._dirty: set[FlowKey] = set()  # changed since the last take_dirty
+        self._gone: set[FlowKey] = set()  # expired (or dropped at restore) since then
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -250,6 +280,7 @@ class ShadowTable:
                 self._by_cookie.pop(cookie, None)
         self._entries[key] = entry
         entry.shadows = self.rank(service, client_dpid, health, {primary, *exclude})
+        self._touch(key)
         return entry
 
     def get(self, key: FlowKey) -> ShadowEntry | None:
@@ -278,7 +309,10 @@ class ShadowTable:
         for entry in self._entries.values():
             if entry.active and (service is None or entry.key.service == service):
                 svc = self._service(entry.key)
-                entry.shadows = self.rank(svc, entry.client_dpid, health, {entry.primary, *skip})
+                shadows = self.rank(svc, entry.client_dpid, health, {entry.primary, *skip})
+                if shadows != entry.shadows:  # unchanged lists are not rewritten to the store
+                    entry.shadows = shadows
+                    self._touch(entry.key)
                 entry.updated = now
 
     def move(
@@ -304,6 +338,7 @@ class ShadowTable:
         entry.shadows = self.rank(self._service(key), entry.client_dpid, health,
                                   {new_primary, *exclude})
         entry.updated = now
+        self._touch(key)
         return entry
 
     def end(self, key: FlowKey, now: float, reason: str = "ended") -> ShadowEntry | None:
@@ -312,6 +347,7 @@ class ShadowTable:
         if entry is not None and entry.active:
             entry.status, entry.ended_at, entry.end_reason = ENDED, now, reason
             entry.updated = now
+            self._touch(key)
         return entry
 
     def expire(self, now: float) -> list[FlowKey]:
@@ -322,19 +358,26 @@ class ShadowTable:
         for key in gone:
             for cookie in self._entries.pop(key).cookies:
                 self._by_cookie.pop(cookie, None)
+            self._dirty.discard(key)
+            self._gone.add(key)
         for entry in self._entries.values():
-            entry.moves = [m for m in entry.moves if now - m["ts"] <= self.keep_seconds]
+            kept = [m for m in entry.moves if now - m["ts"] <= self.keep_seconds]
+            if len(kept) != len(entry.moves):
+                entry.moves = kept
+                self._touch(entry.key)
         return gone
 
     def attach_cookie(self, key: FlowKey, cookie: int) -> None:
         """Tie an ST entry (a steering rule) to the flow it implements."""
         self._entries[key].cookies.add(cookie)
         self._by_cookie[cookie] = key
+        self._touch(key)
 
     def detach_cookie(self, cookie: int) -> None:
         key = self._by_cookie.pop(cookie, None)
         if key is not None and key in self._entries:
             self._entries[key].cookies.discard(cookie)
+            self._touch(key)
 
     def by_cookie(self, cookie: int) -> ShadowEntry | None:
         key = self._by_cookie.get(cookie)
@@ -357,6 +400,43 @@ class ShadowTable:
         """Active flows with fewer shadows than ``redundancy``: one failure from no fallback."""
         return [e.key for e in self.entries(active_only=True)
                 if len(e.shadows) < self.redundancy]
+
+    # --- persistence ------------------------------------------------------------
+    def take_dirty(self) -> tuple[list[ShadowEntry], list[FlowKey]]:
+        """(entries changed, keys gone) since the last call, for the store's next batch."""
+        changed = [self._entries[k] for k in self._dirty if k in self._entries]
+        gone = sorted(self._gone - self._dirty, key=str)
+        self._dirty.clear()
+        self._gone.clear()
+        return changed, gone
+
+    def restore(self, entries: Iterable[ShadowEntry]) -> list[FlowKey]:
+        """Load entries saved before a restart; returns the keys dropped.
+
+        An entry whose service is no longer declared, or whose primary is no
+        longer a node of it, cannot be steered or moved: it is dropped (and
+        deleted from the store at the next write). Shadows that are no longer
+        nodes of the service are left out of the list.
+        """
+        dropped = []
+        for entry in entries:
+            svc = self.services.get(entry.key.service)
+            if svc is None or svc.node(entry.primary) is None:
+                dropped.append(entry.key)
+                self._gone.add(entry.key)
+                continue
+            kept = [s for s in entry.shadows if svc.node(s.node) is not None]
+            if len(kept) != len(entry.shadows):
+                entry.shadows = kept
+                self._dirty.add(entry.key)
+            self._entries[entry.key] = entry
+            for cookie in entry.cookies:
+                self._by_cookie[cookie] = entry.key
+        return dropped
+
+    def _touch(self, key: FlowKey) -> None:
+        self._dirty.add(key)
+        self._gone.discard(key)
 
     def _service(self, key: FlowKey) -> Service:
         svc = self.services.get(key.service)

@@ -29,7 +29,7 @@ the 1-5% select group that samples flows along a shadow path.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,6 +221,18 @@ class Steering:
             self._forget(cookie)
         self.shadow.end(key, now, reason)
         return msgs
+
+    def adopt(self, key: FlowKey, flow: ClientFlow, node: str,
+              rules: Mapping[str, FlowSignature]) -> None:
+        """Take over a flow pinned before a restart: its request and reply rules exist.
+
+        Counters already on the rules count as seen, so they do not pass for
+        fresh traffic when a switchover is verified.
+        """
+        self._clients[key] = flow
+        for role, st in rules.items():
+            self._rules[st.cookie] = _Rule(key, role, node)
+            self._counted[st.cookie] = st.packets
 
     def flow_removed(self, cookie: int, now: float) -> list[OutMsg]:
         """The switch removed one of our rules (idle timeout): the flow ended.

@@ -103,3 +103,14 @@ def test_internal_error_is_json_without_trace(core):
 def test_dashboard_page(client):
     resp = client.get("/")
     assert resp.status_code == 200 and b"shadownet" in resp.data
+
+
+def test_switch_shadowing_report(tmp_path):
+    core = ControllerCore(StateStore(f"sqlite:///{tmp_path / 'sh.db'}"),
+                          ForwardingSettings(critical_switches=frozenset({2})),
+                          switch_shadowing={"critical": [2], "sample_percent": 2})
+    connect_ring(core)
+    core.switch_tick()  # sends the first probes; no evidence yet
+    body = create_app(core, testing=True).test_client().get("/api/switches/shadowing").json
+    assert body["critical"] == [2] and body["drained"] == [] and body["events"] == []
+    assert body["sample_percent"] == 2
