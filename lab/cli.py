@@ -58,6 +58,7 @@ def run_scenario(args: argparse.Namespace) -> int:
         print(json.dumps(doc))
     else:
         for result in results:
+            # One line per run, scalars only (--json has the evidence behind them).
             print(f"{args.scenario} on {topo}: " + ", ".join(
-                f"{k}={v}" for k, v in result.items()))
+                f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list)))
     return 0 if not any(r.get("dropped_pct") for r in results) else 1

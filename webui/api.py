@@ -162,6 +162,12 @@ def set_health(host: str):
     return jsonify(_core().set_health(host, body["healthy"], reason))
 
 
+@api.get("/api/switches/shadowing")
+def switch_shadowing():
+    """Critical switches: their health, which are drained, and the decisions taken."""
+    return jsonify(_core().switch_health())
+
+
 @api.get("/api/health")
 def health():
     report = _core().health()
