@@ -124,6 +124,12 @@ class ControllerProcess(ChildProcess):
         with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
             return resp.read().decode()
 
+    def post(self, path: str, body: Any) -> Any:
+        req = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
 
 class AgentProcess(ChildProcess):
     """The per-host mirroring agent (``shadownet-agent``)."""

@@ -54,3 +54,21 @@ class TestDashboard(LabTest):
         active = len(lab.controller.get("/api/flows?status=active&limit=200"))
         assert table_rows(dom, "flows") == active > 0
         assert "0x5348" in dom  # cookies, as ovs-ofctl shows them
+
+
+class TestDashboardFailover(LabTest):
+    TOPO = "ring,4"
+    CONFIG = {"switch_shadowing": {"critical": [2]},
+              "services": [{"name": "web", "vip": "10.0.0.100", "port": 80,
+                            "primary": {"name": "h2", "ip": "10.0.0.2",
+                                        "mac": "00:00:00:00:00:02"},
+                            "standbys": [{"name": "h3", "ip": "10.0.0.3",
+                                          "mac": "00:00:00:00:00:03"}]}]}
+
+    def test_dashboard_shows_services_critical_switches_and_events(self, lab):
+        assert lab.net.pingAll(timeout="3") == 0
+        lab.controller.post("/api/services/web/switch", {"node": "h3"})
+        dom = render(lab.controller.base_url + "/")
+        assert table_rows(dom, "services") == 1 and "10.0.0.100:80" in dom
+        assert table_rows(dom, "critical") == 1
+        assert "web: switchover" in dom
