@@ -29,6 +29,7 @@ from controller.core import ControllerCore
 from controller.forwarding import ForwardingSettings, OutMsg
 from controller.mirroring import MirrorPolicy
 from controller.network_graph import Link
+from controller.port_stats import PortCounters
 from controller.reconciler import ObservedFlow
 from controller.state_store import StateStore, default_db_url
 
@@ -176,6 +177,13 @@ class ShadownetApp(app_manager.OSKenApp):
         if requested is not None:
             self.send(self.core.flow_stats(dpid, observed, requested))
 
+    @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
+    def _port_stats(self, ev) -> None:
+        self.core.port_stats_reply(ev.msg.datapath.id, [
+            PortCounters(s.port_no, s.rx_packets, s.tx_packets, s.rx_dropped, s.tx_dropped,
+                         s.rx_errors, s.tx_errors)
+            for s in ev.msg.body if s.port_no < ev.msg.datapath.ofproto.OFPP_MAX])
+
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev) -> None:
         msg = ev.msg
@@ -190,6 +198,8 @@ class ShadownetApp(app_manager.OSKenApp):
         req = ofmsgs.our_flow_stats_request()
         req.datapath = dp
         dp.send_msg(req)
+        ports = dp.ofproto_parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY)
+        dp.send_msg(ports)
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep in short steps so shutdown never waits a whole interval."""

@@ -21,6 +21,7 @@ from controller.host_table import HostTable
 from controller.metrics import ControllerMetrics
 from controller.mirroring import Mirror, MirrorPolicy
 from controller.network_graph import Link, NetworkGraph
+from controller.port_stats import PortCounters, PortStats
 from controller.reconciler import ObservedFlow, reconcile
 from controller.signature_table import ACTIVE, REMOVED, SignatureTable
 from controller.state_store import StateStore
@@ -72,6 +73,7 @@ class ControllerCore:
         shadow = ShadowSettings.from_config(switch_shadowing or {})
         self.shadowing = SwitchShadowing(replace(shadow, predictive=predictive), self.forwarder)
         self.node_health: dict[str, Any] = {}
+        self.port_stats = PortStats()
         self.unhealthy: dict[str, dict[str, Any]] = {}
         # Set by the os-ken app: sends messages produced outside an OpenFlow event.
         self.sender: Callable[[list[OutMsg]], None] | None = None
@@ -126,6 +128,7 @@ class ControllerCore:
         with self.lock:
             self.connected.discard(dpid)
             self.shadowing.switch_disconnected(dpid)
+            self.port_stats.forget(dpid)
             return self._counted(self.forwarder.switch_disconnected(dpid))
 
     def port_changed(self, dpid: int, port: int, up: bool) -> list[OutMsg]:
@@ -211,7 +214,9 @@ class ControllerCore:
     def switch_tick(self) -> list[OutMsg]:
         """One switch-probe interval: score critical switches, drain or undrain, probe."""
         with self.lock:
-            msgs, events = self.shadowing.tick(self.clock(), self.connected)
+            critical = self.shadowing.settings.critical
+            extra = {dpid: self.port_stats.switch(dpid) for dpid in critical}
+            msgs, events = self.shadowing.tick(self.clock(), self.connected, extra)
             for event in events:
                 LOG.info("switch shadowing: %s", event.as_dict())
             return self._counted(msgs)
@@ -225,6 +230,7 @@ class ControllerCore:
                 "drained": sorted(self.forwarder.drained),
                 "sample_percent": self.forwarder.settings.shadow_sample_percent,
                 "health": {str(dpid): _health_view(h) for dpid, h in sh.health.items()},
+                "ports": {str(dpid): self.port_stats.ports(dpid) for dpid in sh.settings.critical},
                 "events": [e.as_dict() for e in sh.failover.events],
             }
 
@@ -236,8 +242,23 @@ class ControllerCore:
     def observe_node(self, node: str, ts: float, metrics: dict[str, float]) -> None:
         """One interval of probe results for a node (the Flow Monitor feeds this)."""
         with self.lock:
-            health = self.services.observe(node, ts, metrics)
+            health = self.services.observe(node, ts, {**self._node_port_rates(node), **metrics})
             self.node_health[node] = health
+
+    def _node_port_rates(self, name: str) -> dict[str, float]:
+        """Drops and errors on the edge port a service node is learned on."""
+        for svc in self.services.services:
+            node = svc.node(name)
+            host = self.hosts.get(node.mac) if node is not None else None
+            if host is not None:
+                rates = self.port_stats.port(host.dpid, host.port)
+                return {k: rates[k] for k in ("drops_per_s", "errors_per_s") if k in rates}
+        return {}
+
+    def port_stats_reply(self, dpid: int, counters: list[PortCounters]) -> None:
+        """One switch's port counters (the Flow Monitor polls them every interval)."""
+        with self.lock:
+            self.port_stats.update(dpid, self.clock(), counters)
 
     def service_list(self) -> list[dict[str, Any]]:
         with self.lock:

@@ -208,13 +208,19 @@ class SwitchShadowing:
         """True when the packet was a probe (then nothing else should look at it)."""
         return self.prober.packet_in(dpid, in_port, data, now)
 
-    def tick(self, now: float, connected: Iterable[int]) -> tuple[list[OutMsg], list[SwitchEvent]]:
-        """One interval: score the critical switches, drain/undrain, send the next probes."""
+    def tick(self, now: float, connected: Iterable[int],
+             extra: Mapping[int, Mapping[str, float]] | None = None,
+             ) -> tuple[list[OutMsg], list[SwitchEvent]]:
+        """One interval: score the critical switches, drain/undrain, send the next probes.
+
+        ``extra``: more metrics per switch (port drops and errors per second).
+        """
         probed = sorted(self.settings.critical & set(connected))
         current: dict[int, NodeHealth] = {}
         for dpid in probed:
             metrics = self.prober.metrics(dpid, now)
             if metrics:  # no settled probe is no evidence
+                metrics.update((extra or {}).get(dpid, {}))
                 current[dpid] = self.monitor.observe(switch_node(dpid), now, metrics)
         self.health.update(current)
         decision = self.failover.step(current, now)

@@ -79,6 +79,7 @@ class HealthSettings:
     engine_window: int = 3
     engine_resolution: Mapping[str, float] = field(default_factory=lambda: {
         "latency_ms": 10.0, "loss": 0.25, "error_rate": 0.25, "cpu": 0.05, "mem": 0.05,
+        "drops_per_s": 1.0, "errors_per_s": 1.0,  # port counters (controller.port_stats)
     })
     smoothing: float = 0.5  # EWMA weight of the newest score
     history_alpha: float = 0.05  # EWMA weight of the newest score in the long-run history
