@@ -8,6 +8,7 @@ and serves the REST API. All decisions live in the core.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -76,8 +77,10 @@ class ShadownetApp(app_manager.OSKenApp):
         self._stats_requested: dict[int, float] = {}
         self._stats_rows: dict[int, list[ObservedFlow]] = {}
         self._running = True
-        self._workers = [hub.spawn(self._reconcile_loop), hub.spawn(self._flush_loop),
-                         hub.spawn(self._probe_loop)]
+        self._outbox = hub.Queue()
+        self._barriers: dict[tuple[int, int], threading.Event] = {}
+        self._workers = [hub.spawn(self._sender_loop), hub.spawn(self._reconcile_loop),
+                         hub.spawn(self._flush_loop), hub.spawn(self._probe_loop)]
         if cfg["switch_shadowing"]["critical"]:
             self._workers.append(hub.spawn(self._switch_probe_loop))
         self._api = None
@@ -91,12 +94,67 @@ class ShadownetApp(app_manager.OSKenApp):
 
     # --- sending --------------------------------------------------------------
     def send(self, msgs: list[OutMsg]) -> None:
+        """Queue messages for the sender thread, which keeps their order."""
+        if msgs:
+            self._outbox.put(list(msgs))
+
+    def _sender_loop(self) -> None:
+        while self._running or not self._outbox.empty():
+            try:
+                msgs = self._outbox.get(timeout=0.2)
+            except hub.QueueEmpty:
+                continue
+            try:
+                self._send_now(msgs)
+            except Exception:  # noqa: BLE001 - one bad batch must not stop all sending
+                LOG.exception("sending %d messages failed", len(msgs))
+
+    def _send_now(self, msgs: list[OutMsg]) -> None:
+        """Send in order; before the first delete that follows adds, wait for barriers.
+
+        The core orders make-before-break changes as adds (new flows and groups,
+        the ingress flip last), then deletes of the old path. OpenFlow keeps order
+        within one switch connection but not across switches, so the deletes wait
+        until every switch that got adds has confirmed them.
+        """
+        touched: set[int] = set()
         for dpid, msg in msgs:
+            deleting = ofmsgs.is_delete(msg)
+            if deleting and touched:
+                self._barrier(touched)
+                touched = set()
             dp = self.datapaths.get(dpid)
             if dp is None:
                 continue
             msg.datapath = dp
             dp.send_msg(msg)
+            if not deleting and ofmsgs.is_table_change(msg):
+                touched.add(dpid)
+
+    def _barrier(self, dpids: set[int], timeout: float = 2.0) -> None:
+        """Barrier requests to ``dpids``; return once all replied (or ``timeout``)."""
+        waits: dict[tuple[int, int], threading.Event] = {}
+        for dpid in dpids:
+            dp = self.datapaths.get(dpid)
+            if dp is None:
+                continue
+            req = dp.ofproto_parser.OFPBarrierRequest(dp)
+            key = (dpid, dp.set_xid(req))
+            waits[key] = self._barriers[key] = threading.Event()
+            dp.send_msg(req)
+        deadline = time.monotonic() + timeout
+        for event in waits.values():
+            if not event.wait(max(0.0, deadline - time.monotonic())):
+                LOG.warning("barrier: a switch did not confirm within %.1fs", timeout)
+                break
+        for key in waits:  # a switch that never answered must not leave its entry behind
+            self._barriers.pop(key, None)
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev) -> None:
+        event = self._barriers.pop((ev.msg.datapath.id, ev.msg.xid), None)
+        if event is not None:
+            event.set()
 
     # --- switch lifecycle -----------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
@@ -195,11 +253,9 @@ class ShadownetApp(app_manager.OSKenApp):
             return
         self._stats_requested[dp.id] = time.time()
         self._stats_rows[dp.id] = []
-        req = ofmsgs.our_flow_stats_request()
-        req.datapath = dp
-        dp.send_msg(req)
         ports = dp.ofproto_parser.OFPPortStatsRequest(dp, 0, dp.ofproto.OFPP_ANY)
-        dp.send_msg(ports)
+        # Through the sender, so the request follows every flow-mod already queued.
+        self.send([(dp.id, ofmsgs.our_flow_stats_request()), (dp.id, ports)])
 
     def _sleep(self, seconds: float) -> bool:
         """Sleep in short steps so shutdown never waits a whole interval."""

@@ -211,3 +211,17 @@ def arp_reply_bytes(
     )
     pkt.serialize()
     return bytes(pkt.data)
+
+
+def is_delete(msg: object) -> bool:
+    """A flow or group delete (the "break" of make-before-break)."""
+    if isinstance(msg, parser.OFPFlowMod):
+        return msg.command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT)
+    if isinstance(msg, parser.OFPGroupMod):
+        return msg.command == ofp.OFPGC_DELETE
+    return False
+
+
+def is_table_change(msg: object) -> bool:
+    """A message that changes a switch's tables (worth a barrier before deleting)."""
+    return isinstance(msg, parser.OFPFlowMod | parser.OFPGroupMod)
