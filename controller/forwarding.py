@@ -50,12 +50,12 @@ from controller.mirroring import (
     frame_selected,
 )
 from controller.network_graph import Link, NetworkGraph
+from controller.ofmsgs import OutMsg
 from controller.signature_table import FlowSignature, SignatureTable
 from controller.switch_probes import PROBE_ETHERTYPE
 
 LOG = logging.getLogger(__name__)
 
-OutMsg = tuple[int, Any]
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 PATH_KINDS = frozenset({"forward", "detour", "shadow"})  # the ST entries of host paths
 

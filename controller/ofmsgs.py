@@ -7,12 +7,17 @@ plain code that unit tests can inspect.
 
 from __future__ import annotations
 
+from typing import Any
+
 from os_ken.lib.packet import arp, ethernet, packet
 from os_ken.ofproto import ether
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.signature_table import COOKIE_MASK, COOKIE_PREFIX, FlowSignature
+
+# A message and the switch it is for; the domain classes return lists of these.
+OutMsg = tuple[int, Any]
 
 TABLE_MISS_PRIORITY = 0
 

@@ -26,12 +26,10 @@ import struct
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from controller import ofmsgs
 from controller.mirroring import FROM_CONTAINER_TABLE
-
-OutMsg = tuple[int, Any]
+from controller.ofmsgs import OutMsg
 
 PROBE_ETHERTYPE = 0x88B5
 PROBE_DST = bytes.fromhex("035348505242")  # multicast + locally administered: "SHPRB"

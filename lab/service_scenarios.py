@@ -56,10 +56,9 @@ class LabHost:
 
 def lab_hosts(topo: Any) -> list[LabHost]:
     """Hosts with the addresses Mininet will give them (in order, autoSetMacs)."""
-    out = []
-    for i, name in enumerate(topo.hosts(), start=1):
-        out.append(LabHost(name, f"10.0.0.{i}", "00:00:00:00:00:" + f"{i:012x}"[-2:]))
-    return out
+    from mininet.util import ipAdd, macColonHex
+
+    return [LabHost(name, ipAdd(i), macColonHex(i)) for i, name in enumerate(topo.hosts(), 1)]
 
 
 def service_config(mode: str, topo: Any) -> dict[str, Any]:
@@ -143,12 +142,7 @@ class ServiceLab:
                 if e["kind"] == "switchover"]
 
 
-def _warm_up(slab: ServiceLab) -> None:
-    """Give probes and the engine a baseline of a healthy node before anything happens."""
-    time.sleep(WARMUP_S)
-
-
-def _summary(results: list[dict[str, Any]], slab: ServiceLab) -> dict[str, Any]:
+def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [r for r in results if not r["ok"]]
     served: dict[str, int] = {}
     for r in results:
@@ -160,7 +154,7 @@ def _summary(results: list[dict[str, Any]], slab: ServiceLab) -> dict[str, Any]:
 def degrading_node(lab: Lab, mode: str) -> dict[str, Any]:
     slab = ServiceLab(lab)
     slab.start_servers()
-    _warm_up(slab)
+    time.sleep(WARMUP_S)  # probes and the engine learn the healthy node first
     total = sum(s for s, _, _ in DEGRADE_STEPS) + DEAD_S
     slab.start_client(total)
     for seconds, delay, loss in DEGRADE_STEPS:
@@ -171,7 +165,7 @@ def degrading_node(lab: Lab, mode: str) -> dict[str, Any]:
     slab.kill_primary()
     results = slab.client_results()
     moves = slab.switchovers()
-    out = {"mode": mode, **_summary(results, slab)}
+    out = {"mode": mode, **_summary(results)}
     out["failed_before_death"] = sum(1 for r in results if not r["ok"] and r["t"] < died_at)
     out["failed_after_death"] = out["failed"] - out["failed_before_death"]
     out["migrations"] = len(moves)
@@ -192,13 +186,13 @@ def noise_only(lab: Lab, mode: str) -> dict[str, Any]:
     slab.start_servers()
     slab.set_delay(0.0, NOISE_JITTER_S)
     slab.set_loss(NOISE_LOSS)
-    _warm_up(slab)
+    time.sleep(WARMUP_S)  # probes and the engine learn the healthy node first
     slab.start_client(NOISE_S)
     results = slab.client_results()
     moves = slab.switchovers()
     trips = [e for e in lab.controller.get("/api/services/events")
              if e["kind"] == "node_tripped"]
-    out = {"mode": mode, **_summary(results, slab), "migrations": len(moves),
+    out = {"mode": mode, **_summary(results), "migrations": len(moves),
            "trips": len(trips)}
     if trips:
         out["first_trip"] = {"node": trips[0]["node"], **_reason(trips[0])}

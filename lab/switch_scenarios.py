@@ -29,8 +29,8 @@ from typing import Any
 
 from lab.network import Lab
 from lab.ovs import tx_packets
+from lab.service_scenarios import MODES
 
-MODES = ("predictive", "reactive", "none")
 RATE = 1000.0
 
 

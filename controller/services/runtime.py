@@ -23,6 +23,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from controller import ofmsgs
 from controller.network_graph import NetworkGraph
+from controller.ofmsgs import OutMsg
 from controller.services.health import HealthMonitor, NodeHealth
 from controller.services.redirection import Plan, RedirectionEngine
 from controller.services.service import Node, ServiceTable
@@ -43,7 +44,6 @@ from predictive.engine import PredictiveEngine
 
 LOG = logging.getLogger(__name__)
 
-OutMsg = tuple[int, Any]
 
 
 class ServiceRuntime:

@@ -41,6 +41,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 from controller import ofmsgs
 from controller.mirroring import FORWARD_TABLE, TO_CONTAINER_TABLE
 from controller.network_graph import NetworkGraph
+from controller.ofmsgs import OutMsg
 from controller.services.redirection import FlowMove
 from controller.services.service import Node, Service, ServiceError, ServiceTable
 from controller.services.shadow_table import FlowKey, ShadowTable
@@ -48,7 +49,6 @@ from controller.signature_table import FlowSignature, SignatureTable
 
 LOG = logging.getLogger(__name__)
 
-OutMsg = tuple[int, Any]
 STEER_TABLE = TO_CONTAINER_TABLE
 STEER_PRIORITY = 600  # above mirror copies (500), below the mirror read-only guard (1000)
 PUNT_PRIORITY = 550
