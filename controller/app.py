@@ -44,6 +44,7 @@ def configure(config: dict[str, dict[str, Any]]) -> None:
     _RUNTIME["config"] = config
 
 
+SHUNT_COUNTER_INTERVAL = 1.0  # seconds between counter polls of shunt flows
 _REMOVED_REASONS = {0: "idle_timeout", 1: "hard_timeout", 2: "delete", 3: "group_delete"}
 
 
@@ -76,11 +77,14 @@ class ShadownetApp(app_manager.OSKenApp):
         self.datapaths: dict[int, Any] = {}
         self._stats_requested: dict[int, float] = {}
         self._stats_rows: dict[int, list[ObservedFlow]] = {}
+        # Fast counter polls of shunt flows: (dpid, xid) -> (sent at, rows so far).
+        self._counter_polls: dict[tuple[int, int], tuple[float, list[ObservedFlow]]] = {}
         self._running = True
         self._outbox = hub.Queue()
         self._barriers: dict[tuple[int, int], threading.Event] = {}
         self._workers = [hub.spawn(self._sender_loop), hub.spawn(self._reconcile_loop),
-                         hub.spawn(self._flush_loop), hub.spawn(self._probe_loop)]
+                         hub.spawn(self._flush_loop), hub.spawn(self._probe_loop),
+                         hub.spawn(self._shunt_counter_loop)]
         if cfg["switch_shadowing"]["critical"]:
             self._workers.append(hub.spawn(self._switch_probe_loop))
         self._api = None
@@ -223,12 +227,18 @@ class ShadownetApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev) -> None:
         msg, dpid = ev.msg, ev.msg.datapath.id
-        rows = self._stats_rows.setdefault(dpid, [])
-        rows.extend(
-            ObservedFlow(s.cookie, s.table_id, s.priority, s.packet_count, s.byte_count)
-            for s in msg.body
-        )
-        if msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE:
+        observed = [ObservedFlow(s.cookie, s.table_id, s.priority, s.packet_count, s.byte_count)
+                    for s in msg.body]
+        more = msg.flags & msg.datapath.ofproto.OFPMPF_REPLY_MORE
+        poll = self._counter_polls.get((dpid, msg.xid))
+        if poll is not None:  # a shunt's counters, not a reconciliation round
+            poll[1].extend(observed)
+            if not more:
+                del self._counter_polls[(dpid, msg.xid)]
+                self.core.shunt_counters(dpid, poll[1])
+            return
+        self._stats_rows.setdefault(dpid, []).extend(observed)
+        if more:
             return
         requested = self._stats_requested.pop(dpid, None)
         observed = self._stats_rows.pop(dpid, [])
@@ -290,6 +300,24 @@ class ShadownetApp(app_manager.OSKenApp):
             now = time.time()
             for node, results in probe_round(services).items():
                 self.core.observe_node(node, now, probe_metrics(results))
+
+    def _shunt_counter_loop(self) -> None:
+        """Every second, the counters of each shunt flow, for the mirror agents."""
+        while self._sleep(SHUNT_COUNTER_INTERVAL):
+            now = time.time()
+            for key, (sent, _rows) in list(self._counter_polls.items()):
+                if now - sent > 10 * SHUNT_COUNTER_INTERVAL:  # a reply that never came
+                    del self._counter_polls[key]
+            for dpid, cookies in self.core.shunt_cookies().items():
+                dp = self.datapaths.get(dpid)
+                if dp is None:
+                    continue
+                requests = []
+                for cookie in cookies:
+                    req = ofmsgs.cookie_flow_stats_request(cookie)
+                    self._counter_polls[(dpid, dp.set_xid(req))] = (now, [])
+                    requests.append((dpid, req))
+                self.send(requests)
 
     def _switch_probe_loop(self) -> None:
         """Critical switches: probe their links, score them, drain before they fail."""

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from controller import mirroring, ofmsgs
+from controller import mirror_shunt, mirroring, ofmsgs
 from controller.forwarding import Forwarder, ForwardingSettings, OutMsg
 from controller.host_table import HostTable
 from controller.metrics import ControllerMetrics
@@ -56,6 +56,7 @@ class ControllerCore:
         self.metrics = ControllerMetrics()
         self.connected: set[int] = set()
         self.last_reconcile: dict[int, float] = {}
+        self.shunt_counters_at: dict[int, float] = {}
         self._hosts_dirty = False
         if store is not None:
             self.table.restore(store.load_flows())
@@ -331,7 +332,54 @@ class ControllerCore:
                 return None
             if self.store is not None:
                 self.store.delete_mirror(container)
-            return self._counted(mirroring.remove_mirror(self.table, mirror, self.clock()))
+            msgs = mirroring.remove_mirror(self.table, mirror, self.clock())
+            msgs += mirror_shunt.remove_shunts(self.table, container, None, self.clock(),
+                                               reason="mirror_removed")
+            return self._counted(msgs)
+
+    # --- elephant shunts (see controller/mirror_shunt.py) -------------------------
+    def add_shunt(self, container: str, data: Any) -> tuple[dict[str, Any], bool, list[OutMsg]]:
+        """Stop copying one connection's bulk segments; (view, created, messages).
+
+        Raises KeyError for an unknown mirror and MirrorError for a bad body.
+        """
+        with self.lock:
+            mirror = self.forwarder.mirrors.get(container)
+            if mirror is None:
+                raise KeyError(container)
+            shunt = mirror_shunt.Shunt.from_dict(container, data)
+            created, msgs = mirror_shunt.install_shunt(self.table, mirror, shunt, self.clock())
+            view = next(v for v in self.shunts(container) or [] if v["id"] == shunt.id)
+            return view, created, self._counted(msgs)
+
+    def remove_shunt(self, container: str, shunt_id: str) -> list[OutMsg] | None:
+        """Copy the whole connection again; None when there is no such shunt."""
+        with self.lock:
+            msgs = mirror_shunt.remove_shunts(self.table, container, shunt_id, self.clock())
+            return self._counted(msgs) if msgs else None
+
+    def shunts(self, container: str) -> list[dict[str, Any]] | None:
+        """A mirror's active shunts with their counters; None for an unknown mirror."""
+        with self.lock:
+            mirror = self.forwarder.mirrors.get(container)
+            if mirror is None:
+                return None
+            return mirror_shunt.shunt_views(self.table, container,
+                                            self.shunt_counters_at.get(mirror.dpid))
+
+    def shunt_cookies(self) -> dict[int, list[int]]:
+        with self.lock:
+            return mirror_shunt.shunt_cookies(self.table)
+
+    def shunt_counters(self, dpid: int, observed: list[ObservedFlow]) -> None:
+        """Counters from the fast poll of shunt flows (no reconciliation: a partial view)."""
+        with self.lock:
+            now = self.clock()
+            for flow in observed:
+                entry = self.table.by_cookie(flow.cookie)
+                if entry is not None and entry.active:
+                    self.table.update_counters(entry, flow.packets, flow.bytes, now)
+            self.shunt_counters_at[dpid] = now
 
     def mirror_list(self) -> list[dict[str, Any]]:
         with self.lock:

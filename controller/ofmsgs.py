@@ -176,6 +176,14 @@ def drop_ipv6_multicast(table_id: int) -> parser.OFPFlowMod:
     )
 
 
+def cookie_flow_stats_request(cookie: int) -> parser.OFPFlowStatsRequest:
+    """Ask for the counters of exactly the flow carrying ``cookie``."""
+    return parser.OFPFlowStatsRequest(
+        None, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+        cookie, 0xFFFFFFFFFFFFFFFF, parser.OFPMatch(),
+    )
+
+
 def our_flow_stats_request(table_id: int = ofp.OFPTT_ALL) -> parser.OFPFlowStatsRequest:
     """Ask a switch for the flows in our cookie space only."""
     return parser.OFPFlowStatsRequest(

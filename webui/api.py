@@ -105,6 +105,41 @@ def delete_mirror(container: str):
     return "", 204
 
 
+@api.get("/api/mirrors/<container>/shunts")
+def shunts(container: str):
+    views = _core().shunts(container)
+    if views is None:
+        abort(404, description=f"no mirror for container {container!r}")
+    return jsonify(views)
+
+
+@api.post("/api/mirrors/<container>/shunts")
+def add_shunt(container: str):
+    """Stop copying a connection's bulk segments (the agent asks for its elephants)."""
+    from controller.mirroring import MirrorError
+
+    body = request.get_json(silent=True)
+    if body is None:
+        abort(400, description="body must be a JSON object naming the connection")
+    try:
+        view, created, msgs = _core().add_shunt(container, body)
+    except KeyError:
+        abort(404, description=f"no mirror for container {container!r}")
+    except MirrorError as exc:
+        abort(400, description=str(exc))
+    _core().send(msgs)
+    return jsonify(view), 201 if created else 200
+
+
+@api.delete("/api/mirrors/<container>/shunts/<shunt_id>")
+def delete_shunt(container: str, shunt_id: str):
+    msgs = _core().remove_shunt(container, shunt_id)
+    if msgs is None:
+        abort(404, description=f"no shunt {shunt_id!r} on container {container!r}")
+    _core().send(msgs)
+    return "", 204
+
+
 @api.get("/api/services")
 def services():
     return jsonify(_core().service_list())

@@ -161,11 +161,13 @@ def select_bucket(buckets: list, fields: dict, down: set[int]):
 
 
 def _matches(value, want) -> bool:
-    if isinstance(want, tuple):  # (value, mask): MAC or IPv4
+    if isinstance(want, tuple):  # (value, mask): MAC, IPv4 or an integer field
         import ipaddress
 
         if value is None:
             return False
+        if isinstance(want[0], int):  # e.g. tcp_flags_nxm
+            return int(value) & want[1] == want[0] & want[1]
         if ":" in want[0]:
             def as_int(m: str) -> int:
                 return int(m.replace(":", ""), 16)
