@@ -51,9 +51,24 @@ def flow_add(entry: FlowSignature) -> parser.OFPFlowMod:
         priority=entry.priority,
         buffer_id=ofp.OFP_NO_BUFFER,
         flags=ofp.OFPFF_SEND_FLOW_REM,
-        match=parser.OFPMatch(**match),
+        match=ordered_match(match),
         instructions=instructions,
     )
+
+
+# Nicira fields whose prerequisites (eth_type, ip_proto) Open vSwitch checks in wire
+# order. os-ken sorts by OXM class, which puts these *first*, and OVS then refuses the
+# flow with OFPBMC_BAD_PREREQ; so they go last.
+_LAST_FIELDS = ("tcp_flags_nxm",)
+
+
+def ordered_match(fields: dict[str, Any]) -> parser.OFPMatch:
+    """``OFPMatch(**fields)``, with prerequisites before the fields that need them."""
+    last = [(k, fields[k]) for k in _LAST_FIELDS if k in fields]
+    match = parser.OFPMatch(**{k: v for k, v in fields.items() if k not in _LAST_FIELDS})
+    if not last:
+        return match
+    return parser.OFPMatch(_ordered_fields=list(match.items()) + last)
 
 
 def flow_delete_cookie(cookie: int) -> parser.OFPFlowMod:

@@ -34,27 +34,36 @@ from mirror.engine import SyncEngine
 from mirror.history_store import HistoryStore, HistoryStoreError
 from mirror.lifecycle import Container, MirrorRecord
 from mirror.rules import RuleError, RuleSet, load_rules
+from mirror.shunt import Shunter, ShuntPolicy
+from mirror.shunt_driver import ShuntDriver
 from mirror.tenancy import Principal, TokenFileError, load_tokens
 
 LOG = logging.getLogger("shadownet.agent")
 
 PCAP_RING_BYTES = 64 << 20  # per mirror: the window a pcap export can reach back into
 LAG_SAMPLES = 20000
+SWITCH_INTERVAL = 0.0005  # seconds; see main()
 
 
 class MirroredContainer:
     """One live mirror: capture -> engine -> (namespace, history, rules)."""
 
     def __init__(self, record: MirrorRecord, store: HistoryStore, rules: RuleSet | None,
-                 apply_state: bool = True) -> None:
+                 apply_state: bool = True, shunt_policy: ShuntPolicy | None = None) -> None:
         self.record = record
         self.store = store
         self.rules = copy.deepcopy(rules) if rules is not None else None
         self.lock = threading.Lock()
         self.engine = SyncEngine(record.mac, record.ips, on_change=self._changed)
+        self.shunter = Shunter(shunt_policy or ShuntPolicy())
+        self.wake_shunts: threading.Event | None = None  # set by the agent's ShuntDriver
         self.ring: deque[tuple[float, bytes]] = deque()
         self.ring_bytes = 0
         self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
+        # The two halves of each lag: kernel receive -> change made by the engine,
+        # and change made -> applied in the namespace.
+        self.lags_engine: deque[float] = deque(maxlen=LAG_SAMPLES)
+        self.lags_apply: deque[float] = deque(maxlen=LAG_SAMPLES)
         self.alerts_total = 0
         self.active_alerts: dict[str, dict[str, Any]] = {}
         self._apply_queue: queue.Queue = queue.Queue()
@@ -109,7 +118,10 @@ class MirroredContainer:
             self.engine.feed(frame, ts)
 
     def _changed(self, change: Any) -> None:
-        self._apply_queue.put(change)
+        self._apply_queue.put((change, time.time()))
+        if (change.kind == "connection" and change.action != "add"
+                and self.wake_shunts is not None and self.shunter.shunted()):
+            self.wake_shunts.set()  # a shunted connection may be closing: copy it in full
 
     def _apply_loop(self) -> None:
         if self._applier is not None:
@@ -117,19 +129,60 @@ class MirroredContainer:
             # Routes via a gateway need an address on the interface, as in the container.
             self._applier.ensure_addresses(self.record.ips, self.record.prefixlen)
         while True:
-            change = self._apply_queue.get()
-            if change is None:
+            batch = [self._apply_queue.get()]
+            while True:
+                try:
+                    batch.append(self._apply_queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = None in batch
+            batch = batch[:batch.index(None)] if stopping else batch
+            self._apply_batch(batch)
+            if stopping:
                 return
+
+    def _apply_batch(self, batch: list[tuple[Any, float]]) -> None:
+        """Apply a backlog, each entry once, in its latest state; record every change.
+
+        A short connection makes five or six state changes within a millisecond or
+        two; when the applier is behind, only the last one of each entry needs
+        writing into the namespace. Every change still goes to the history, and its
+        lag runs until its entry was written in a state that includes it.
+        """
+        latest: dict[tuple[str, str], Any] = {}
+        for change, _made in batch:
+            latest.pop((change.kind, change.key), None)
+            latest[(change.kind, change.key)] = change  # in order of last change
+        applied: dict[tuple[str, str], float] = {}
+        for entry, change in latest.items():
             if self._applier is not None:
                 self._applier.apply(change)
+            applied[entry] = time.time()
+        for change, made in batch:
             # Lag: kernel receive time of the frame that caused it -> applied in the mirror.
-            self.lags.append(time.time() - change.ts)
+            done = applied[(change.kind, change.key)]
+            self.lags.append(done - change.ts)
+            self.lags_engine.append(made - change.ts)
+            self.lags_apply.append(done - made)
             self.store.add_change(self.record.container, change.as_dict())
 
     # --- views --------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
-            return self.engine.snapshot(time.time())
+            snap = self.engine.snapshot(time.time())
+            shunted = {k.id: k for k in self.shunter.shunted()}
+            for conn in snap["connections"]:
+                outbound = conn["direction"] == "outbound"
+                local = (conn["orig_ip"], conn["orig_port"]) if outbound else (
+                    conn["resp_ip"], conn["resp_port"])
+                remote = (conn["resp_ip"], conn["resp_port"]) if outbound else (
+                    conn["orig_ip"], conn["orig_port"])
+                key = shunted.get(f"{local[0]}:{local[1]}-{remote[0]}:{remote[1]}")
+                if key is not None:
+                    conn["shunted"] = True
+                    conn["shunt_counters"] = self.shunter.totals(key)
+            snap["stats"]["shunts"] = self.shunter.stats()
+            return snap
 
     def pcap(self, start: float | None, end: float | None) -> bytes:
         import io
@@ -145,16 +198,13 @@ class MirroredContainer:
             writer.write(frame, ts)
         return buf.getvalue()
 
-    def lag_summary(self) -> dict[str, float | int]:
-        lags = sorted(self.lags)
-        if not lags:
-            return {"samples": 0}
-
-        def pct(p: float) -> float:
-            return round(lags[min(len(lags) - 1, int(p * len(lags)))] * 1000, 3)
-
-        return {"samples": len(lags), "p50_ms": pct(0.50), "p99_ms": pct(0.99),
-                "max_ms": round(lags[-1] * 1000, 3)}
+    def lag_summary(self) -> dict[str, Any]:
+        """Sync lag percentiles, with the engine's and the applier's share of them."""
+        summary = _percentiles(self.lags)
+        if summary["samples"]:
+            summary["engine"] = _percentiles(self.lags_engine)
+            summary["apply"] = _percentiles(self.lags_apply)
+        return summary
 
     def evaluate_rules(self, now: float) -> list[dict[str, Any]]:
         if self.rules is None:
@@ -183,19 +233,35 @@ class MirroredContainer:
             "kernel_drops": self.capture.kernel_drops, "lag": self.lag_summary(),
             "alerts_active": len(self.active_alerts), "alerts_total": self.alerts_total,
             "applier": self._applier.stats if self._applier else None,
+            "shunts": self.shunter.stats(),
         }
+
+
+def _percentiles(samples: deque[float]) -> dict[str, Any]:
+    values = sorted(samples)
+    if not values:
+        return {"samples": 0}
+
+    def pct(p: float) -> float:
+        return round(values[min(len(values) - 1, int(p * len(values)))] * 1000, 3)
+
+    return {"samples": len(values), "p50_ms": pct(0.50), "p99_ms": pct(0.99),
+            "max_ms": round(values[-1] * 1000, 3)}
 
 
 class MirrorAgent:
     def __init__(self, controller_url: str, store: HistoryStore,
                  tokens: dict[str, Principal], rules: RuleSet | None = None,
-                 poll_interval: float = 1.0, apply_state: bool = True) -> None:
+                 poll_interval: float = 1.0, apply_state: bool = True,
+                 shunt_policy: ShuntPolicy | None = None) -> None:
         self.controller_url = controller_url.rstrip("/")
         self.store = store
         self.tokens = tokens
         self.rules = rules
         self.poll_interval = poll_interval
         self.apply_state = apply_state
+        self.shunt_policy = shunt_policy or ShuntPolicy()
+        self.shunts = ShuntDriver(self._live_mirrors, self._controller_json)
         self.mirrors: dict[str, MirroredContainer] = {}
         self.unregistered: set[str] = set()  # mirrors the controller has not accepted yet
         self.lock = threading.RLock()
@@ -203,20 +269,32 @@ class MirrorAgent:
 
     # --- controller ---------------------------------------------------------------------
     def _controller(self, method: str, path: str, body: Any = None) -> int:
-        """Call the controller's REST API; 0 when it cannot be reached."""
+        """Call the controller's REST API; the status, 0 when it cannot be reached."""
+        return self._controller_json(method, path, body)[0]
+
+    def _controller_json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """(status, decoded JSON body or None); status 0 when it cannot be reached."""
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.controller_url + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
-                return resp.status
+                raw = resp.read()
+                try:
+                    return resp.status, json.loads(raw) if raw else None
+                except ValueError:
+                    return resp.status, None
         except urllib.error.HTTPError as exc:
             LOG.warning("controller %s %s: %s %s", method, path, exc.code,
                         exc.read()[:200].decode(errors="replace"))
-            return exc.code
+            return exc.code, None
         except OSError as exc:
             LOG.warning("controller %s %s unreachable: %s", method, path, exc)
-            return 0
+            return 0, None
+
+    def _live_mirrors(self) -> list[MirroredContainer]:
+        with self.lock:
+            return list(self.mirrors.values())
 
     def _register(self, name: str) -> None:
         mirrored = self.mirrors.get(name)
@@ -264,7 +342,9 @@ class MirrorAgent:
         self._start(record)
 
     def _start(self, record: MirrorRecord, restore: bool = False) -> None:
-        mirrored = MirroredContainer(record, self.store, self.rules, self.apply_state)
+        mirrored = MirroredContainer(record, self.store, self.rules, self.apply_state,
+                                     self.shunt_policy)
+        mirrored.wake_shunts = self.shunts.wake
         if restore:
             count = mirrored.restore_from_history()
             LOG.info("mirror %s: adopted from an earlier agent (%d entries restored)",
@@ -283,6 +363,7 @@ class MirrorAgent:
 
     def run(self) -> None:
         self.adopt_existing()
+        self.shunts.start()
         last_rules = 0.0
         while not self._stop.is_set():
             try:
@@ -327,6 +408,7 @@ class MirrorAgent:
     def stop(self, remove_mirrors: bool = False) -> None:
         """Stop capturing. Mirrors stay (a restarted agent adopts them) unless asked."""
         self._stop.set()
+        self.shunts.stop()
         with self.lock:
             for name in list(self.mirrors):
                 if remove_mirrors:
@@ -346,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rules", help="rules.yaml (alert rules)")
     p.add_argument("--db-url", default="sqlite:////var/lib/shadownet/agent.db")
     p.add_argument("--poll-interval", type=float, default=1.0)
+    p.add_argument("--shunt-pps", type=float, default=ShuntPolicy.min_pps,
+                   help="shunt a TCP connection busier than this many packets/s: its "
+                        "segments without SYN/FIN/RST are counted on the switch instead "
+                        "of copied (default %(default)s)")
+    p.add_argument("--no-shunt", action="store_true",
+                   help="copy every segment of every connection (retransmissions of "
+                        "bulk transfers stay visible, at the switch's cost)")
     p.add_argument("--remove-on-exit", action="store_true",
                    help="remove all mirrors on exit (default: keep them for the next agent)")
     p.add_argument("--log-level", default="INFO")
@@ -353,7 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        shunt_policy = ShuntPolicy(enabled=not args.no_shunt, min_pps=args.shunt_pps)
+    except ValueError as exc:
+        parser.error(f"--shunt-pps: {exc}")
     try:
         tokens = load_tokens(args.tokens) if args.tokens else {}
         rules = load_rules(args.rules) if args.rules else None
@@ -366,9 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TokenFileError, RuleError, HistoryStoreError, FileNotFoundError) as exc:
         print(f"shadownet-agent: error: {exc}", file=sys.stderr)
         return 2
+    # The applier's netlink calls drop the GIL; with the default 5 ms switch interval a
+    # busy capture thread then keeps it for up to 5 ms per call, which was most of the
+    # sync lag (the convoy effect). 0.5 ms bounds that wait.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    agent = MirrorAgent(args.controller, store, tokens, rules, args.poll_interval)
+    agent = MirrorAgent(args.controller, store, tokens, rules, args.poll_interval,
+                        shunt_policy=shunt_policy)
     from mirror.observability import serve
 
     server = serve(agent, args.api_host, args.api_port)

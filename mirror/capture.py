@@ -32,7 +32,7 @@ PACKET_VERSION = 10
 TPACKET_V3 = 2
 TP_STATUS_USER = 1
 RING_BLOCK_SIZE = 1 << 20
-RING_BLOCKS = 16
+RING_BLOCKS = 32
 RING_FRAME_SIZE = 2048
 RING_RETIRE_MS = 2  # a block goes to us at the latest this long after its first frame
 _BLOCK_HDR = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt (at +8)

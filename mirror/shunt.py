@@ -120,6 +120,8 @@ class Shunter:
         self._shunted: dict[ShuntKey, Flow] = {}
         self._by_table: dict[tuple, ShuntKey] = {}  # shunted only
         self._last: dict[ShuntKey, dict[str, tuple[int, int]]] = {}  # last row folded
+        # Unshunted keys whose final counters (from the rules' removal) are still to come.
+        self._closing: dict[ShuntKey, tuple[Flow, dict[str, tuple[int, int]]]] = {}
         self._totals: dict[ShuntKey, tuple[Flow, dict[str, dict[str, int]]]] = {}
         self._shunts_total = 0
         self._folded_packets = 0
@@ -165,9 +167,11 @@ class Shunter:
     def _drop(self, key: ShuntKey) -> None:
         self._pending.pop(key, None)
         flow = self._shunted.pop(key, None)
+        last = self._last.pop(key, None)
         if flow is not None:
             self._by_table.pop(flow.key, None)
-        self._last.pop(key, None)
+            if last is not None:
+                self._closing[key] = (flow, last)
 
     def accepted(self, key: ShuntKey) -> None:
         """The controller installed the rules: pending -> shunted (ignored if not pending)."""
@@ -181,6 +185,12 @@ class Shunter:
         if entry is None or entry[0] is not flow:
             self._totals[key] = (flow, _zero())
         self._shunts_total += 1
+
+    def lost(self, key: ShuntKey) -> None:
+        """The switch dropped the rules by itself (idle timeout): copied in full again,
+        and owed its final counters like an unshunted key."""
+        if key in self._shunted:
+            self._drop(key)
 
     def refused(self, key: ShuntKey) -> None:
         """The controller refused or was unreachable; a later plan() may retry."""
@@ -210,29 +220,45 @@ class Shunter:
             flow = self._shunted[key]
             if flows.get(flow.key) is not flow:
                 continue  # gone; the next plan() unshunts it
-            last = self._last[key]
-            totals = self._totals[key][1]
-            local = flow.orig if flow.local_is_orig else flow.resp
-            remote = flow.resp if flow.local_is_orig else flow.orig
-            added = 0
-            for d, ep in (("out", local), ("in", remote)):
-                p, b = parsed[1][d]
-                lp, lb = last[d]
-                last[d] = (p, b)
-                if p < lp or b < lb:
-                    continue
-                dp, db = p - lp, b - lb
-                ep.packets += dp
-                ep.bytes += db
-                totals[d]["packets"] += dp
-                totals[d]["bytes"] += db
-                self._folded_bytes += db
-                added += dp
-            if added:
-                flow.last_seen = max(flow.last_seen, now)
-            folded += added
-        self._folded_packets += folded
+            folded += self._fold_row(key, flow, self._last[key], parsed[1], now)
         return folded
+
+    def closing(self) -> list[ShuntKey]:
+        """Unshunted keys still owed their final counters (see ``fold_final``)."""
+        return list(self._closing)
+
+    def fold_final(self, key: ShuntKey, row: dict, now: float) -> int:
+        """The rules' last counters, reported when they were removed: what the switch
+        counted between the last fold and the unshunt.  Forgets ``key`` afterwards."""
+        entry = self._closing.pop(key, None)
+        parsed = _parse(row)
+        if entry is None or parsed is None:
+            return 0
+        return self._fold_row(key, entry[0], entry[1], parsed[1], now)
+
+    def _fold_row(self, key: ShuntKey, flow: Flow, last: dict[str, tuple[int, int]],
+                  row: dict[str, tuple[int, int]], now: float) -> int:
+        totals = self._totals[key][1] if key in self._totals else _zero()
+        local = flow.orig if flow.local_is_orig else flow.resp
+        remote = flow.resp if flow.local_is_orig else flow.orig
+        added = 0
+        for d, ep in (("out", local), ("in", remote)):
+            p, b = row[d]
+            lp, lb = last[d]
+            last[d] = (p, b)
+            if p < lp or b < lb:
+                continue
+            dp, db = p - lp, b - lb
+            ep.packets += dp
+            ep.bytes += db
+            totals[d]["packets"] += dp
+            totals[d]["bytes"] += db
+            self._folded_bytes += db
+            added += dp
+        if added:
+            flow.last_seen = max(flow.last_seen, now)
+        self._folded_packets += added
+        return added
 
     def stats(self) -> dict[str, int]:
         return {"shunted": len(self._shunted), "pending": len(self._pending),

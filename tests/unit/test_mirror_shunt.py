@@ -119,3 +119,16 @@ def test_rest_shunts(setup):
     assert client.get("/api/mirrors/nobody/shunts").status_code == 404
     assert client.delete(f"/api/mirrors/h1/shunts/{listed[0]['id']}").status_code == 204
     assert client.delete(f"/api/mirrors/h1/shunts/{listed[0]['id']}").status_code == 404
+
+
+def test_flow_mod_puts_tcp_flags_after_its_prerequisites(setup):
+    """OVS checks prerequisites in wire order and refuses tcp_flags before ip_proto."""
+    from controller import ofmsgs
+
+    core, _ = setup
+    _, _, msgs = core.add_shunt("h1", CONN)
+    for _, mod in msgs:
+        keys = [k for k, _ in mod.match.items()]
+        assert keys[-1] == "tcp_flags_nxm" and keys.index("ip_proto") < len(keys) - 1
+    plain = ofmsgs.ordered_match({"eth_type": 0x800, "ipv4_src": "10.0.0.1"})
+    assert dict(plain.items()) == {"eth_type": 0x800, "ipv4_src": "10.0.0.1"}
