@@ -460,9 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TokenFileError, RuleError, HistoryStoreError, FileNotFoundError) as exc:
         print(f"shadownet-agent: error: {exc}", file=sys.stderr)
         return 2
-    # The applier's netlink calls drop the GIL; with the default 5 ms switch interval a
-    # busy capture thread then keeps it for up to 5 ms per call, which was most of the
-    # sync lag (the convoy effect). 0.5 ms bounds that wait.
+    # The applier's netlink calls drop the GIL, and with the default 5 ms switch interval
+    # a busy capture thread may keep it for up to 5 ms before each call returns (the
+    # convoy effect). 0.5 ms bounds that wait; every sync-lag figure in docs/ uses it.
     sys.setswitchinterval(SWITCH_INTERVAL)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -57,3 +57,8 @@ def test_lab_run_mirror_scenario_agreement():
     assert report["tcp_established"] > 0 and report["tcp_established_agreement_pct"] == 100.0
     assert report["dns_agreement_pct"] == 100.0
     assert report["lag_samples"] > 0 and report["throughput_ratio"] > 0
+    # iperf3's bulk connections were shunted, and the switch's counters, folded back
+    # into the replica, account for every byte iperf3 sent, plus its headers (~4.6 %).
+    assert report["shunted_connections"] >= 2 and report["shunted_packets"] > 0
+    assert 1.0 <= report["shunt_bytes_vs_iperf"] <= 1.08, report
+    assert report["mirror_kernel_drops"] == 0, report
