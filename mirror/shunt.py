@@ -26,6 +26,7 @@ from mirror.packets import ip_str
 from mirror.tcp_state import Flow
 
 TCP = 6
+MIN_SAMPLE = 0.05  # seconds of a connection's life before its rate is trusted
 _DIRS = ("out", "in")
 
 
@@ -147,7 +148,12 @@ class Shunter:
             prev = self._seen.get(fk)
             seen[fk] = (flow, pkts, now)
             if prev is None or prev[0] is not flow:
-                continue  # first sighting: no rate yet
+                # First sighting: its whole life so far is the sample, once it is long
+                # enough that a handshake burst cannot pass for a transfer. This cuts
+                # the copied head of a bulk transfer to one planning interval.
+                prev = (flow, 0, flow.first_seen)
+                if now - flow.first_seen < MIN_SAMPLE:
+                    continue
             elapsed = now - prev[2]
             if elapsed <= 0:
                 seen[fk] = prev  # keep the older sample; no rate over zero time

@@ -103,13 +103,22 @@ def test_rate_threshold(extra, added):
     assert s.stats()["pending"] == int(added)
 
 
-def test_first_sighting_has_no_rate():
+def test_first_sighting_rate_is_over_the_connections_life():
+    t = ConnectionTable()
+    established(t)  # first seen at 0.0
+    data(t, 10_000)
+    # Too young: a handshake burst must not pass for a transfer.
+    assert shunter().plan(t.flows, 0.01) == ([], [])
+    assert shunter().plan(t.flows, 1.0) == ([SK], [])  # 10,003 packets in its first second
+
+
+def test_first_sighting_of_a_slow_connection_is_not_added():
     t = ConnectionTable()
     established(t)
-    data(t, 10_000)
-    s = shunter()
+    data(t, 50)
+    s = shunter()  # 100 pps
     assert s.plan(t.flows, 1.0) == ([], [])
-    assert s.plan(t.flows, 2.0) == ([], [])  # no new packets since the first sighting
+    assert s.plan(t.flows, 2.0) == ([], [])  # no new packets since
 
 
 def test_non_established_and_non_tcp_never_added():
