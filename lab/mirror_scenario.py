@@ -128,7 +128,7 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
     iperf_report = json.loads(long_iperf.communicate(timeout=30)[0] or "{}")
     # Shunted connections: the switch's counters, folded in by the agent, must
     # account for every byte iperf3 sent (plus headers), final counters included.
-    time.sleep(4)
+    time.sleep(6)  # the agent's unshunt delay, then the rules' final counters
     _, after = agent.request(f"/api/containers/{client.name}/state", ADMIN)
     accounted = _bytes_accounted(iperf_report, after, client.IP())
     dns_state = {d["name"]: {a["data"] for a in d["answers"] if a["type"] == "A"}

@@ -31,8 +31,8 @@ PACKET_RX_RING = 5
 PACKET_VERSION = 10
 TPACKET_V3 = 2
 TP_STATUS_USER = 1
-RING_BLOCK_SIZE = 1 << 20
-RING_BLOCKS = 32
+RING_BLOCK_SIZE = 128 << 10  # small blocks fill before they retire: the ring holds a burst
+RING_BLOCKS = 256  # 32 MiB per mirror
 RING_FRAME_SIZE = 2048
 RING_RETIRE_MS = 2  # a block goes to us at the latest this long after its first frame
 _BLOCK_HDR = struct.Struct("=III")  # block_status, num_pkts, offset_to_first_pkt (at +8)

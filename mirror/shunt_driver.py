@@ -23,6 +23,10 @@ LOG = logging.getLogger("shadownet.agent.shunts")
 
 PLAN_INTERVAL = 0.1
 COUNTER_INTERVAL = 1.0
+# Open vSwitch credits a rule with its datapath flows' packets every 500 ms or so (the
+# revalidators), and a deleted rule reports what it was credited, not what it matched.
+# So a shunt goes this long after its connection closed, when its counters are whole.
+UNSHUNT_DELAY = 2.0
 FINAL_DELAY = 1.5  # the removed rules' last counters have reached the controller by then
 FINAL_TRIES = 5
 
@@ -41,6 +45,7 @@ class ShuntDriver:
         self._thread: threading.Thread | None = None
         self._cookies: dict[tuple[str, ShuntKey], list[str]] = {}
         self._finals: list[tuple[float, int, Any, ShuntKey]] = []  # due, tries, mirror, key
+        self._unshunts: list[tuple[float, Any, ShuntKey]] = []  # due, mirror, key
         self._last_counters = 0.0
 
     def start(self) -> None:
@@ -71,6 +76,7 @@ class ShuntDriver:
             self._plan(mirrored, now)
             if counters_due and mirrored.shunter.shunted():
                 self._counters(mirrored, now)
+        self._delete_due(now)
         self._final_counters(now)
 
     def _plan(self, mirrored: Any, now: float) -> None:
@@ -78,11 +84,8 @@ class ShuntDriver:
         with mirrored.lock:
             to_add, to_remove = mirrored.shunter.plan(mirrored.engine.state.connections.flows,
                                                       now)
-        for key in to_remove:
-            status, _ = self.call("DELETE", f"/api/mirrors/{name}/shunts/{key.id}", None)
-            LOG.info("mirror %s: unshunted %s (%s)", name, key.id, status)
-            if (name, key) in self._cookies:
-                self._finals.append((now + FINAL_DELAY, 0, mirrored, key))
+        for key in to_remove:  # closing: its bulk has ended; its rules go once counted
+            self._unshunts.append((now + UNSHUNT_DELAY, mirrored, key))
         for key in to_add:
             status, view = self.call("POST", f"/api/mirrors/{name}/shunts", key.body())
             with mirrored.lock:
@@ -92,6 +95,19 @@ class ShuntDriver:
                 else:
                     mirrored.shunter.refused(key)
             LOG.info("mirror %s: shunted %s (%s)", name, key.id, status)
+
+    def _delete_due(self, now: float) -> None:
+        waiting = []
+        for due, mirrored, key in self._unshunts:
+            if due > now:
+                waiting.append((due, mirrored, key))
+                continue
+            name = mirrored.record.container
+            status, _ = self.call("DELETE", f"/api/mirrors/{name}/shunts/{key.id}", None)
+            LOG.info("mirror %s: unshunted %s (%s)", name, key.id, status)
+            if (name, key) in self._cookies:
+                self._finals.append((now + FINAL_DELAY, 0, mirrored, key))
+        self._unshunts = waiting
 
     def _counters(self, mirrored: Any, now: float) -> None:
         status, rows = self.call("GET", f"/api/mirrors/{mirrored.record.container}/shunts",
@@ -122,7 +138,9 @@ class ShuntDriver:
                 waiting.append((now + FINAL_DELAY, tries + 1, mirrored, key))
                 continue
             with mirrored.lock:  # on the last try without a row, forget the key
-                mirrored.shunter.fold_final(key, row or {}, now)
+                added = mirrored.shunter.fold_final(key, row or {}, now)
+            LOG.info("mirror %s: final counters of %s: %s (+%d packets)", name, key.id, row,
+                     added)
             self._cookies.pop((name, key), None)
         self._finals = waiting
 

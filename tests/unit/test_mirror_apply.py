@@ -117,3 +117,54 @@ def test_failures_are_counted_not_raised(netns):
 def test_applier_rejects_unknown_nud():
     with pytest.raises(ValueError, match="nud"):
         NamespaceApplier("snt-x", "eth0", nud="forever")
+
+
+@needs_netns
+def test_ctnetlink_client_create_update_delete(netns):
+    """The raw ctnetlink client against the kernel: the errors the applier relies on."""
+    import threading
+
+    from mirror.capture import enter_netns
+    from mirror.ctnetlink import CtNetlink, CtNetlinkError, Tuple
+
+    errors: list[int] = []
+
+    def run() -> None:
+        enter_netns(netns)  # this thread only
+        ct = CtNetlink()
+        orig = Tuple("10.0.0.1", "10.0.0.2", 6, 40000, 80)
+        reply = Tuple("10.0.0.2", "10.0.0.1", 6, 80, 40000)
+        ct.create(orig, reply, 0xE, 300, tcp_state=3)
+        try:
+            ct.create(orig, reply, 0xE, 300, tcp_state=3)
+        except CtNetlinkError as exc:
+            errors.append(exc.errno)
+        ct.update(orig, 100, tcp_state=7)
+        ping = Tuple("10.0.0.1", "10.0.0.9", 1, 77, icmp_type=8)
+        ct.create(ping, Tuple("10.0.0.9", "10.0.0.1", 1, 77, icmp_type=0), 0x8, 30)
+        errors.append(-1)  # marks: all calls above returned
+        ct.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert errors == [17, -1]  # EEXIST on the second create
+    listing = sh("ip", "netns", "exec", netns, "conntrack", "-L")
+    assert "TIME_WAIT" in listing and "sport=40000 dport=80" in listing
+    assert "icmp" in listing and "id=77" in listing
+
+    def delete_twice() -> None:
+        enter_netns(netns)
+        ct = CtNetlink()
+        ct.delete(Tuple("10.0.0.1", "10.0.0.2", 6, 40000, 80))
+        try:
+            ct.delete(Tuple("10.0.0.1", "10.0.0.2", 6, 40000, 80))
+        except CtNetlinkError as exc:
+            errors.append(exc.errno)
+        ct.close()
+
+    thread = threading.Thread(target=delete_twice)
+    thread.start()
+    thread.join(10)
+    assert errors[-1] == 2  # ENOENT
+    assert "sport=40000" not in sh("ip", "netns", "exec", netns, "conntrack", "-L")

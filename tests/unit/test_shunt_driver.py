@@ -63,15 +63,19 @@ def test_lifecycle_every_packet_counted_once():
     ctl.rows = [row(1000, 1_066_000, 500, 33_000)]
     driver.step(2.0)  # counters due
     assert flow.orig.packets == before + 1000 and flow.resp.packets >= 500
-    # The connection closes: the FIN is copied, so the engine sees it; the shunt goes.
+    # The connection closes: the FIN is copied, so the engine sees it; the shunt goes,
+    # once the switch has credited its rules with every packet they matched.
     table.tcp(KEY, True, FIN | ACK, 300_000, 501, 0, 66, 2.1)
     driver.step(2.2)
-    assert ("DELETE", f"{BASE}/{SK.id}") in ctl.calls and m.shunter.shunted() == []
+    assert m.shunter.shunted() == [] and ("DELETE", f"{BASE}/{SK.id}") not in ctl.calls
+    deleted = 2.2 + shunt_driver.UNSHUNT_DELAY
+    driver.step(deleted)
+    assert ("DELETE", f"{BASE}/{SK.id}") in ctl.calls
     # The switch reported the rules' last counters when they were deleted.
     ctl.removed = {"0x1": {"status": "removed", "table_id": 0, "packets": 1200,
                            "bytes": 1_278_000},
                    "0x2": {"status": "removed", "table_id": 1, "packets": 600, "bytes": 39_600}}
-    driver.step(2.2 + shunt_driver.FINAL_DELAY + 0.1)
+    driver.step(deleted + shunt_driver.FINAL_DELAY + 0.1)
     assert flow.orig.packets == before + 1200 + 1  # + the FIN itself
     assert m.shunter.closing() == []
     driver.step(10.0)  # nothing left to fold twice
