@@ -138,10 +138,12 @@ class AgentProcess(ChildProcess):
     ready_path = "/metrics"
 
     def __init__(self, workdir: Path, controller_url: str, *, tokens: Path | None = None,
-                 rules: Path | None = None, api_port: int | None = None) -> None:
+                 rules: Path | None = None, api_port: int | None = None,
+                 args: list[str] | None = None) -> None:
         super().__init__(workdir, api_port)
         self.controller_url = controller_url
         self.tokens, self.rules = tokens, rules
+        self.args = list(args or [])
 
     def start(self, remove_on_exit: bool = True, timeout: float = 30.0) -> None:
         cmd = [sys.executable, "-m", "mirror.agent", "--controller", self.controller_url,
@@ -153,7 +155,7 @@ class AgentProcess(ChildProcess):
             cmd += ["--rules", str(self.rules)]
         if remove_on_exit:
             cmd.append("--remove-on-exit")
-        self._spawn(cmd, timeout)
+        self._spawn(cmd + self.args, timeout)
 
     def request(self, path: str, token: str | None = None) -> tuple[int, Any]:
         """GET with an optional bearer token: (status, JSON or raw bytes)."""

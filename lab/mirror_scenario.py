@@ -137,9 +137,7 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
     summaries = [agent.request(f"/api/containers/{h.name}", ADMIN)[1] for h in hosts]
     kernel_drops = sum(s["kernel_drops"] for s in summaries)
     lags = [s["lag"] for s in summaries if s["lag"].get("samples")]
-    agent.stop()
-    lab.agent = None
-    lab._remove_mirrors()
+    lab.stop_agent()
     time.sleep(1)
     off_after = _iperf(client, server)
     off = statistics.mean([off_before, off_after])

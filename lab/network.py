@@ -193,8 +193,9 @@ class Lab:
                 check=True, capture_output=True,
             )
 
-    def start_agent(self, tokens: dict | None = None, rules: dict | None = None) -> AgentProcess:
-        """Start the mirroring agent against this lab's controller."""
+    def start_agent(self, tokens: dict | None = None, rules: dict | None = None,
+                    args: list[str] | None = None) -> AgentProcess:
+        """Start the mirroring agent against this lab's controller (``args``: extra flags)."""
         import yaml
 
         self.mark_containers()
@@ -203,7 +204,8 @@ class Lab:
             if data is not None:
                 paths[name] = self.workdir / f"{name}.yaml"
                 paths[name].write_text(yaml.safe_dump(data))
-        self.agent = AgentProcess(self.workdir, self.controller.base_url, **paths)
+        self.agent = AgentProcess(self.workdir, self.controller.base_url, **paths,
+                                  args=args)
         self.agent.start()
         return self.agent
 
@@ -217,6 +219,13 @@ class Lab:
             time.sleep(0.3)
         raise LabError(f"only {len(mirrors)} of {count} mirrors registered:\n"
                        f"{self.agent.log_tail() if self.agent else ''}")
+
+    def stop_agent(self) -> None:
+        """Stop the agent and remove every mirror it made."""
+        if self.agent is not None:
+            self.agent.stop()
+            self.agent = None
+        self._remove_mirrors()
 
     def _remove_mirrors(self) -> None:
         try:
