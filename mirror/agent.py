@@ -43,6 +43,7 @@ LOG = logging.getLogger("shadownet.agent")
 PCAP_RING_BYTES = 64 << 20  # per mirror: the window a pcap export can reach back into
 LAG_SAMPLES = 20000
 SWITCH_INTERVAL = 0.0005  # seconds; see main()
+RESCAN_INTERVAL = 30.0  # a full OVSDB scan even when the watcher reported nothing
 
 
 class MirroredContainer:
@@ -364,19 +365,30 @@ class MirrorAgent:
     def run(self) -> None:
         self.adopt_existing()
         self.shunts.start()
-        last_rules = 0.0
-        while not self._stop.is_set():
-            try:
-                self.reconcile()
-            except Exception:  # noqa: BLE001 - OVSDB hiccups must not kill the agent
-                LOG.exception("reconcile failed")
-            now = time.time()
-            if now - last_rules >= 1.0:
-                last_rules = now
-                self._rules_pass(now)
+        changed = threading.Event()
+        watcher = lifecycle.OvsdbWatcher(changed.set)
+        watching = watcher.start()
+        last_rules = last_scan = 0.0
+        try:
+            while not self._stop.is_set():
+                now = time.time()
+                # OVSDB tells us when interfaces change; without the watcher, poll.
+                if (not watching or not watcher.alive or changed.is_set() or self.unregistered
+                        or now - last_scan >= RESCAN_INTERVAL):
+                    changed.clear()
+                    last_scan = now
+                    try:
+                        self.reconcile()
+                    except Exception:  # noqa: BLE001 - OVSDB hiccups must not kill the agent
+                        LOG.exception("reconcile failed")
+                if now - last_rules >= 1.0:
+                    last_rules = now
+                    self._rules_pass(now)
+                self.store.flush()
+                changed.wait(self.poll_interval)
+        finally:
+            watcher.stop()
             self.store.flush()
-            self._stop.wait(self.poll_interval)
-        self.store.flush()
 
     def _rules_pass(self, now: float) -> None:
         with self.lock:

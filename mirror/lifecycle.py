@@ -17,7 +17,9 @@ import json
 import logging
 import re
 import subprocess
+import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,13 +93,26 @@ def bridge_port_name(container: str) -> str:
 
 
 # --- discovery ---------------------------------------------------------------------------
+def _ovs_tables(*queries: tuple[str, str]) -> list[list[dict[str, Any]]]:
+    """Several ``list TABLE`` queries in one ovs-vsctl run (one fork, one transaction)."""
+    args: list[str] = ["--format=json"]
+    for i, (table, columns) in enumerate(queries):
+        args += (["--"] if i else []) + [f"--columns={columns}", "list", table]
+    out = []
+    for line in _vsctl(*args).splitlines():
+        if not line.strip():
+            continue
+        raw = json.loads(line)
+        out.append([{name: _ovs_value(v) for name, v in zip(raw["headings"], values,
+                                                             strict=True)}
+                    for values in raw["data"]])
+    if len(out) != len(queries):
+        raise LifecycleError(f"ovs-vsctl answered {len(out)} of {len(queries)} queries")
+    return out
+
+
 def _ovs_rows(table: str, columns: str) -> list[dict[str, Any]]:
-    raw = json.loads(_vsctl("--format=json", f"--columns={columns}", "list", table))
-    rows = []
-    for values in raw["data"]:
-        rows.append({name: _ovs_value(v) for name, v in zip(raw["headings"], values,
-                                                            strict=True)})
-    return rows
+    return _ovs_tables((table, columns))[0]
 
 
 def _ovs_value(value: Any) -> Any:
@@ -110,29 +125,83 @@ def _ovs_value(value: Any) -> Any:
     return value
 
 
+def _as_list(value: Any) -> list[Any]:
+    """OVSDB prints a one-element set as the element itself."""
+    return value if isinstance(value, list) else [value]
+
+
 def attached_containers() -> list[Container]:
     """Every OVS interface that ovs-docker style metadata marks as a container."""
+    interfaces, ports, bridges = _ovs_tables(
+        ("Interface", "_uuid,name,ofport,external_ids"), ("Port", "_uuid,interfaces"),
+        ("Bridge", "name,ports,datapath_id"))
+    port_of = {iface: port["_uuid"] for port in ports for iface in _as_list(port["interfaces"])}
+    bridge_of: dict[str, tuple[str, int]] = {}
+    for bridge in bridges:
+        raw = bridge["datapath_id"] if isinstance(bridge["datapath_id"], str) else ""
+        for port in _as_list(bridge["ports"]):
+            bridge_of[port] = (bridge["name"], int(raw, 16) if raw else 0)
     found = []
-    dpids: dict[str, int] = {}
-    for row in _ovs_rows("Interface", "name,ofport,external_ids"):
+    for row in interfaces:
         ids = row["external_ids"] if isinstance(row["external_ids"], dict) else {}
         if "container_id" not in ids or not isinstance(row["ofport"], int) or row["ofport"] <= 0:
             continue
-        bridge = _vsctl("iface-to-br", row["name"], check=False).strip()
-        if not bridge:
+        where = bridge_of.get(port_of.get(row["_uuid"], ""))
+        if where is None:
             continue
-        if bridge not in dpids:
-            raw = _vsctl("get", "Bridge", bridge, "datapath_id", check=False).strip().strip('"')
-            dpids[bridge] = int(raw, 16) if raw else 0
         cidrs = [ip for ip in ids.get("container_ip", "").split(",") if ip]
         found.append(Container(
-            name=ids["container_id"], bridge=bridge, iface=row["name"], ofport=row["ofport"],
-            dpid=dpids[bridge], mac=ids.get("attached-mac", "").lower(),
+            name=ids["container_id"], bridge=where[0], iface=row["name"], ofport=row["ofport"],
+            dpid=where[1], mac=ids.get("attached-mac", "").lower(),
             ips=[c.split("/")[0] for c in cidrs],
             tenant=ids.get("tenant", "default"),
             prefixlen=int(cidrs[0].split("/")[1]) if cidrs and "/" in cidrs[0] else 24,
         ))
     return sorted(found, key=lambda c: c.name)
+
+
+class OvsdbWatcher:
+    """Calls ``on_change()`` whenever OVSDB's Interface table changes.
+
+    It runs ``ovsdb-client monitor`` (one long-lived process, silent while nothing
+    changes), so the agent notices a container at once and does not fork
+    ``ovs-vsctl`` every poll on a busy host.
+    """
+
+    COMMAND = ["ovsdb-client", "--format=json", "monitor", "Open_vSwitch", "Interface",
+               "name,ofport,external_ids"]
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self.on_change = on_change
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> bool:
+        """False when ovsdb-client cannot be run (the agent then polls)."""
+        try:
+            self._proc = subprocess.Popen(self.COMMAND, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL, text=True)
+        except OSError:
+            return False
+        threading.Thread(target=self._read, name="ovsdb-watch", daemon=True).start()
+        return True
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for _line in self._proc.stdout:
+            self.on_change()
+        self.on_change()  # it ended: let the agent fall back to polling
+
+    def stop(self) -> None:
+        if self.alive:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
 
 
 # --- create and remove ---------------------------------------------------------------------
