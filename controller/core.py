@@ -378,7 +378,9 @@ class ControllerCore:
             for flow in observed:
                 entry = self.table.by_cookie(flow.cookie)
                 if entry is not None and entry.active:
-                    self.table.update_counters(entry, flow.packets, flow.bytes, now)
+                    # Every second per shunt: kept in memory; reconciliation persists them.
+                    self.table.update_counters(entry, flow.packets, flow.bytes, now,
+                                               persist=False)
             self.shunt_counters_at[dpid] = now
 
     def mirror_list(self) -> list[dict[str, Any]]:

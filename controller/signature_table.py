@@ -247,15 +247,21 @@ class SignatureTable:
         self.dirty.add(entry.entry_id)
 
     def update_counters(
-        self, entry: FlowSignature, packets: int, byte_count: int, now: float | None = None
+        self, entry: FlowSignature, packets: int, byte_count: int, now: float | None = None,
+        persist: bool = True,
     ) -> None:
-        """Take the switch's counters; a rising packet count means the flow was used."""
+        """Take the switch's counters; a rising packet count means the flow was used.
+
+        ``persist=False`` for polls frequent enough that writing each one to the
+        store would cost more than it keeps (the next persisted change takes them).
+        """
         now = time.time() if now is None else now
         if packets > entry.packets:
             entry.last_seen = now
         if (packets, byte_count) != (entry.packets, entry.bytes):
             entry.packets, entry.bytes = packets, byte_count
-            self.dirty.add(entry.entry_id)
+            if persist:
+                self.dirty.add(entry.entry_id)
 
     def active(self, dpid: int | None = None) -> list[FlowSignature]:
         entries = (self._entries[i] for i in self._active_by_key.values())

@@ -132,3 +132,12 @@ def test_flow_mod_puts_tcp_flags_after_its_prerequisites(setup):
         assert keys[-1] == "tcp_flags_nxm" and keys.index("ip_proto") < len(keys) - 1
     plain = ofmsgs.ordered_match({"eth_type": 0x800, "ipv4_src": "10.0.0.1"})
     assert dict(plain.items()) == {"eth_type": 0x800, "ipv4_src": "10.0.0.1"}
+
+
+def test_fast_counter_polls_are_not_written_to_the_store_each_second(setup):
+    core, net = setup
+    net.send(core.add_shunt("h1", CONN)[2])
+    core.table.take_dirty()
+    entry = next(e for e in core.table.active() if e.kind == "mirror-shunt")
+    core.shunt_counters(1, [ObservedFlow(entry.cookie, 0, 600, 10, 15_000)])
+    assert entry.packets == 10 and core.table.take_dirty() == []
