@@ -49,6 +49,7 @@ class ShuntKey:
 
     @property
     def id(self) -> str:
+        """The controller's ``Shunt.id`` (the agent does not import the controller)."""
         return f"{self.local_ip}:{self.local_port}-{self.remote_ip}:{self.remote_port}"
 
     def body(self) -> dict[str, Any]:

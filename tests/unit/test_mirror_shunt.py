@@ -141,3 +141,12 @@ def test_fast_counter_polls_are_not_written_to_the_store_each_second(setup):
     entry = next(e for e in core.table.active() if e.kind == "mirror-shunt")
     core.shunt_counters(1, [ObservedFlow(entry.cookie, 0, 600, 10, 15_000)])
     assert entry.packets == 10 and core.table.take_dirty() == []
+
+
+def test_agent_and_controller_agree_on_the_shunt_id():
+    """The id is a wire contract between two packages that do not import each other."""
+    from controller.mirror_shunt import Shunt
+    from mirror.shunt import ShuntKey
+
+    key = ShuntKey(CONN["local_ip"], CONN["local_port"], CONN["remote_ip"], CONN["remote_port"])
+    assert Shunt.from_dict("h1", key.body()).id == key.id
