@@ -135,6 +135,12 @@ class _MirrorCollector:
                                      "p99 capture-to-applied lag", labels=labels),
             "alerts": GaugeMetricFamily("shadownet_mirror_alerts_active", "Alerts firing",
                                         labels=labels),
+            "shunted": GaugeMetricFamily("shadownet_mirror_shunted_connections",
+                                         "Connections whose bulk the switch counts",
+                                         labels=labels),
+            "shunted_packets": GaugeMetricFamily(
+                "shadownet_mirror_shunted_packets",
+                "Packets counted by the switch for shunted connections", labels=labels),
         }
         for m in list(self.agent.mirrors.values()):
             key = [m.record.container, m.record.tenant]
@@ -143,6 +149,9 @@ class _MirrorCollector:
             fams["drops"].add_metric(key, s["kernel_drops"] + s["malformed"])
             fams["lag"].add_metric(key, s["lag"].get("p99_ms", 0) / 1000)
             fams["alerts"].add_metric(key, s["alerts_active"])
+            shunts = s.get("shunts") or {}
+            fams["shunted"].add_metric(key, shunts.get("shunted", 0))
+            fams["shunted_packets"].add_metric(key, shunts.get("folded_packets", 0))
         yield from fams.values()
 
 

@@ -23,7 +23,9 @@ class FakeMirror:
     def summary(self):
         return {"container": self.record.container, "tenant": self.record.tenant,
                 "packets": 7, "kernel_drops": 0, "malformed": 1, "alerts_active": 0,
-                "lag": {"samples": 1, "p50_ms": 1.0, "p99_ms": 2.0}}
+                "lag": {"samples": 1, "p50_ms": 1.0, "p99_ms": 2.0},
+                "shunts": {"shunted": 2, "pending": 0, "shunts_total": 3,
+                           "folded_packets": 1234, "folded_bytes": 99}}
 
     def snapshot(self):
         return {"arp": [{"ip": "10.0.0.2", "mac": "00:00:00:00:00:02"}], "routes": [],
@@ -95,6 +97,8 @@ def test_metrics_per_mirror(client):
     text = client.get("/metrics").get_data(as_text=True)
     assert 'shadownet_mirror_packets{container="h1",tenant="blue"} 7.0' in text
     assert 'shadownet_mirror_drops{container="h1",tenant="blue"} 1.0' in text
+    assert 'shadownet_mirror_shunted_connections{container="h1",tenant="blue"} 2.0' in text
+    assert 'shadownet_mirror_shunted_packets{container="h1",tenant="blue"} 1234.0' in text
 
 
 @pytest.mark.parametrize("data,needle", [
