@@ -349,7 +349,8 @@ class ControllerCore:
                 raise KeyError(container)
             shunt = mirror_shunt.Shunt.from_dict(container, data)
             created, msgs = mirror_shunt.install_shunt(self.table, mirror, shunt, self.clock())
-            view = next(v for v in self.shunts(container) or [] if v["id"] == shunt.id)
+            (view,) = mirror_shunt.shunt_views(self.table, container,
+                                               self.shunt_counters_at.get(mirror.dpid), shunt.id)
             return view, created, self._counted(msgs)
 
     def remove_shunt(self, container: str, shunt_id: str) -> list[OutMsg] | None:

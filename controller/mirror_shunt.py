@@ -41,6 +41,7 @@ SHUNT_IDLE_TIMEOUT = 10  # seconds without a bulk segment before the switch drop
 CONTROL_FLAGS = 0x007  # FIN | SYN | RST: segments with any of these are always copied
 KIND = "mirror-shunt"
 _ETH_IP, _TCP = 0x0800, 6
+_PATH_PREFIX = "shunt:"
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Shunt:
 
 def shunt_prefix(container: str) -> str:
     """The start of the ST ``path_key`` of every shunt of ``container``."""
-    return f"shunt:{container}:"
+    return f"{_PATH_PREFIX}{container}:"
 
 
 def shunt_matches(mirror: Mirror, shunt: Shunt) -> list[tuple[int, dict[str, Any], int]]:
@@ -130,41 +131,43 @@ def remove_shunts(table: Any, container: str, shunt_id: str | None, now: float,
     from controller import ofmsgs
 
     prefix = shunt_prefix(container)
+    keys = [prefix + shunt_id] if shunt_id is not None else table.active_path_keys(prefix)
     msgs: list[OutMsg] = []
-    for key, entries in table.active_paths().items():
-        if not key.startswith(prefix) or (shunt_id is not None and key != prefix + shunt_id):
-            continue
-        for entry in entries:
+    for key in keys:
+        for entry in table.active_path(key):
             table.mark_removed(entry, reason, now)
             msgs.append((entry.dpid, ofmsgs.flow_delete_cookie(entry.cookie)))
     return msgs
 
 
-def shunt_views(table: Any, container: str,
-                counters_at: float | None = None) -> list[dict[str, Any]]:
-    """Active shunts of ``container`` with the switch's counters per direction.
+def shunt_views(table: Any, container: str, counters_at: float | None = None,
+                shunt_id: str | None = None) -> list[dict[str, Any]]:
+    """Active shunts of ``container`` (or just ``shunt_id``) with the switch's counters.
 
     ``out`` counts what the container sent, ``in`` what it received, since
     the shunt was installed, as of the last flow-stats reply (``counters_at``).
     """
     prefix = shunt_prefix(container)
+    keys = [prefix + shunt_id] if shunt_id is not None else table.active_path_keys(prefix)
     views = []
-    for key, entries in sorted(table.active_paths().items()):
-        if not key.startswith(prefix):
+    for key in keys:
+        entries = table.active_path(key)
+        if not entries:
             continue
         view: dict[str, Any] = {"id": key[len(prefix):], "cookies": [], "installed_at": None,
-                                "counters_at": counters_at}
+                                "counters_at": counters_at,
+                                "out": {"packets": 0, "bytes": 0}, "in": {"packets": 0, "bytes": 0}}
         for entry in entries:
-            side = "out" if entry.table_id == FROM_CONTAINER_TABLE else "in"
-            view[side] = {"packets": entry.packets, "bytes": entry.bytes}
+            view["out" if entry.table_id == FROM_CONTAINER_TABLE else "in"] = {
+                "packets": entry.packets, "bytes": entry.bytes}
             view["cookies"].append(hex(entry.cookie))
             view["installed_at"] = entry.installed_at
-        local, remote = view["id"].split("-", 1)
-        view["local_ip"], lport = local.rsplit(":", 1)
-        view["remote_ip"], rport = remote.rsplit(":", 1)
-        view["local_port"], view["remote_port"] = int(lport), int(rport)
-        view.setdefault("out", {"packets": 0, "bytes": 0})
-        view.setdefault("in", {"packets": 0, "bytes": 0})
+            # Either flow's match names the connection (one may have idled out).
+            m, outbound = entry.match, entry.table_id == FROM_CONTAINER_TABLE
+            view.update(local_ip=m["ipv4_src" if outbound else "ipv4_dst"],
+                        remote_ip=m["ipv4_dst" if outbound else "ipv4_src"],
+                        local_port=m["tcp_src" if outbound else "tcp_dst"],
+                        remote_port=m["tcp_dst" if outbound else "tcp_src"])
         views.append(view)
     return views
 
@@ -172,7 +175,7 @@ def shunt_views(table: Any, container: str,
 def shunt_cookies(table: Any) -> dict[int, list[int]]:
     """Cookies of every active shunt flow, by switch (for the fast counter poll)."""
     out: dict[int, list[int]] = {}
-    for entry in table.active():
-        if entry.kind == KIND:
+    for key in table.active_path_keys(_PATH_PREFIX):
+        for entry in table.active_path(key):
             out.setdefault(entry.dpid, []).append(entry.cookie)
     return out

@@ -272,6 +272,10 @@ class SignatureTable:
         entries = (self._entries[i] for i in self._active_by_path.get(path_key, ()))
         return [e for e in entries if self._active_by_key.get(e.key) == e.entry_id]
 
+    def active_path_keys(self, prefix: str = "") -> list[str]:
+        """Path keys with active entries that start with ``prefix`` (from the index)."""
+        return sorted(k for k in self._active_by_path if k.startswith(prefix))
+
     def active_paths(self) -> dict[str, list[FlowSignature]]:
         paths: dict[str, list[FlowSignature]] = {}
         for entry in self.active():

@@ -34,7 +34,7 @@ from mirror.engine import SyncEngine
 from mirror.history_store import HistoryStore, HistoryStoreError
 from mirror.lifecycle import Container, MirrorRecord
 from mirror.rules import RuleError, RuleSet, load_rules
-from mirror.shunt import Shunter, ShuntPolicy
+from mirror.shunt import Shunter, ShuntKey, ShuntPolicy
 from mirror.shunt_driver import ShuntDriver
 from mirror.tenancy import Principal, TokenFileError, load_tokens
 
@@ -171,15 +171,12 @@ class MirroredContainer:
     def snapshot(self) -> dict[str, Any]:
         with self.lock:
             snap = self.engine.snapshot(time.time())
-            shunted = {k.id: k for k in self.shunter.shunted()}
+            shunted = set(self.shunter.shunted())
             for conn in snap["connections"]:
-                outbound = conn["direction"] == "outbound"
-                local = (conn["orig_ip"], conn["orig_port"]) if outbound else (
-                    conn["resp_ip"], conn["resp_port"])
-                remote = (conn["resp_ip"], conn["resp_port"]) if outbound else (
-                    conn["orig_ip"], conn["orig_port"])
-                key = shunted.get(f"{local[0]}:{local[1]}-{remote[0]}:{remote[1]}")
-                if key is not None:
+                if conn["proto"] != "tcp" or not shunted:
+                    continue
+                key = ShuntKey.of_connection(conn)
+                if key in shunted:
                     conn["shunted"] = True
                     conn["shunt_counters"] = self.shunter.totals(key)
             snap["stats"]["shunts"] = self.shunter.stats()

@@ -111,10 +111,6 @@ def _ovs_tables(*queries: tuple[str, str]) -> list[list[dict[str, Any]]]:
     return out
 
 
-def _ovs_rows(table: str, columns: str) -> list[dict[str, Any]]:
-    return _ovs_tables((table, columns))[0]
-
-
 def _ovs_value(value: Any) -> Any:
     if isinstance(value, list) and value and value[0] == "map":
         return {k: v for k, v in value[1]}

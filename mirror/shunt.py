@@ -57,6 +57,13 @@ class ShuntKey:
                 "remote_ip": self.remote_ip, "remote_port": self.remote_port}
 
     @classmethod
+    def of_connection(cls, conn: dict[str, Any]) -> ShuntKey:
+        """From a snapshot's connection dict (originator first; ``direction`` says who)."""
+        orig, resp = (conn["orig_ip"], conn["orig_port"]), (conn["resp_ip"], conn["resp_port"])
+        local, remote = (orig, resp) if conn["direction"] == "outbound" else (resp, orig)
+        return cls(local[0], int(local[1]), remote[0], int(remote[1]))
+
+    @classmethod
     def of(cls, flow: Flow) -> ShuntKey:
         proto, lip, lport, rip, rport = flow.key
         if proto != TCP:

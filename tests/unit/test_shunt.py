@@ -309,3 +309,11 @@ def test_unshunted_key_no_longer_folds_but_keeps_counts():
     assert s.fold(t.flows, [row(op=20, ob=200)], 7.0) == 0
     assert f.orig.packets == packets + 1  # the FIN only; folded counts stay
     assert s.totals(SK)["out"] == {"packets": 10, "bytes": 100}
+
+
+def test_shunt_key_of_a_snapshot_connection_either_direction():
+    out = {"orig_ip": "10.0.0.1", "orig_port": 40000, "resp_ip": "10.0.0.2",
+           "resp_port": 5201, "direction": "outbound"}
+    inbound = {"orig_ip": "10.0.0.2", "orig_port": 5201, "resp_ip": "10.0.0.1",
+               "resp_port": 40000, "direction": "inbound"}
+    assert ShuntKey.of_connection(out) == SK == ShuntKey.of_connection(inbound)
