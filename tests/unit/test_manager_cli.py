@@ -120,3 +120,17 @@ def test_eventlet_hub_makes_sockets_cooperative(hub, green):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == [str(green), str(green)]
+
+
+def test_lldp_round_over_a_thousand_ports_fits_inside_the_link_timeout(monkeypatch):
+    from os_ken.topology.switches import Switches
+
+    from controller.manager import tune_link_discovery
+
+    monkeypatch.setattr(Switches, "LLDP_SEND_GUARD", Switches.LLDP_SEND_GUARD)
+    untuned_round = 130 * Switches.LLDP_SEND_GUARD  # zoo:Bics' ports, os-ken's pacing
+    tune_link_discovery(Switches)
+    tuned_round = 1000 * Switches.LLDP_SEND_GUARD + Switches.LLDP_SEND_PERIOD_PER_PORT
+    # A busy machine can stretch every sleep several times over: keep 3x margin.
+    assert untuned_round * 3 > Switches.LINK_TIMEOUT
+    assert tuned_round * 3 < Switches.LINK_TIMEOUT
