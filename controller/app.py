@@ -45,6 +45,7 @@ def configure(config: dict[str, dict[str, Any]]) -> None:
 
 
 SHUNT_COUNTER_INTERVAL = 1.0  # seconds between counter polls of shunt flows
+LOOP_LAG_WARNING = 3.0  # seconds; os-ken times a link out after 10 s without LLDP
 _REMOVED_REASONS = {0: "idle_timeout", 1: "hard_timeout", 2: "delete", 3: "group_delete"}
 
 
@@ -84,7 +85,7 @@ class ShadownetApp(app_manager.OSKenApp):
         self._barriers: dict[tuple[int, int], threading.Event] = {}
         self._workers = [hub.spawn(self._sender_loop), hub.spawn(self._reconcile_loop),
                          hub.spawn(self._flush_loop), hub.spawn(self._probe_loop),
-                         hub.spawn(self._shunt_counter_loop)]
+                         hub.spawn(self._shunt_counter_loop), hub.spawn(self._loop_lag_loop)]
         if cfg["switch_shadowing"]["critical"]:
             self._workers.append(hub.spawn(self._switch_probe_loop))
         self._api = None
@@ -255,6 +256,12 @@ class ShadownetApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, ev) -> None:
         msg = ev.msg
+        ofp = msg.datapath.ofproto
+        if (msg.type, msg.code) == (ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS):
+            # Groups go out as ADD then MODIFY (see Forwarder.group_msgs): the ADD
+            # of a group that is already there fails by design, the MODIFY sets it.
+            LOG.debug("switch %s: group exists (its MODIFY follows)", msg.datapath.id)
+            return
         LOG.warning("switch %s error type=%s code=%s", msg.datapath.id, msg.type, msg.code)
 
     # --- loops ------------------------------------------------------------------
@@ -324,6 +331,20 @@ class ShadownetApp(app_manager.OSKenApp):
         interval = self.cfg["switch_shadowing"]["probe_interval"]
         while self._sleep(interval):
             self.send(self.core.switch_tick())
+
+    def _loop_lag_loop(self, step: float = 0.1) -> None:
+        """Measure how late a short sleep wakes: the time nothing else could run.
+
+        Every green thread shares one hub; a long stall delays LLDP, barriers and
+        packet-ins alike, so it is a metric, and a warning when it nears danger.
+        """
+        while self._running:
+            started = time.monotonic()
+            hub.sleep(step)
+            lag = max(0.0, time.monotonic() - started - step)
+            self.core.metrics.loop_lag_window.add(lag)
+            if lag > LOOP_LAG_WARNING:
+                LOG.warning("event loop held up %.1fs (links time out after 10s)", lag)
 
     def _flush_loop(self) -> None:
         interval = self.cfg["reconcile"]["flush_interval"]

@@ -29,6 +29,23 @@ class RateWindow:
         return len(self._times) / self.seconds
 
 
+class MaxWindow:
+    """The largest value seen over a sliding window."""
+
+    def __init__(self, seconds: float = 10.0) -> None:
+        self.seconds = seconds
+        self._values: deque[tuple[float, float]] = deque()
+
+    def add(self, value: float, now: float | None = None) -> None:
+        self._values.append((time.monotonic() if now is None else now, value))
+
+    def max(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        while self._values and self._values[0][0] < now - self.seconds:
+            self._values.popleft()
+        return max((v for _, v in self._values), default=0.0)
+
+
 class ControllerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -40,6 +57,13 @@ class ControllerMetrics:
             registry=r,
         )
         self.packet_in_rate.set_function(self.packet_in_window.rate)
+        self.loop_lag_window = MaxWindow()
+        self.loop_lag = Gauge(
+            "shadownet_loop_lag_seconds",
+            "Longest the controller's event loop was held up over the last 10 s "
+            "(LLDP drops links held up 10 s)", registry=r,
+        )
+        self.loop_lag.set_function(self.loop_lag_window.max)
         self.flow_mods = Counter(
             "shadownet_flow_mods", "Flow-mod messages sent", ["command"], registry=r
         )
