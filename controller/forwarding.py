@@ -65,7 +65,10 @@ class ForwardingSettings:
     idle_timeout: int = 60
     hard_timeout: int = 0
     priority: int = 100
-    flood_dedupe_seconds: float = 1.0
+    # Short enough that a host's ARP retry (the kernel resends every second, and a
+    # busy controller can see two sends closer than that) is flooded again; long
+    # enough to catch a copy re-entering through a link LLDP has not found yet.
+    flood_dedupe_seconds: float = 0.25
     fast_failover: bool = True
     # Switch shadowing: paths crossing one of these get a shadow path around it ...
     critical_switches: frozenset[int] = frozenset()
