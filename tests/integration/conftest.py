@@ -44,6 +44,14 @@ def _require_lab():
     assert not left, f"test left bridges behind: {sorted(left)}"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so fixtures can see a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 class LabTest:
     """Base class: a test class declares its topology and config, Faucet-style."""
 
@@ -51,9 +59,15 @@ class LabTest:
     CONFIG: dict[str, Any] | None = None
 
     @pytest.fixture()
-    def lab(self):
+    def lab(self, request):
         with Lab(self.TOPO, config=self.CONFIG) as lab:
             yield lab
+            report = getattr(request.node, "report_call", None)
+            if report is not None and report.failed:
+                # The lab's work directory goes with it: keep the logs in the report.
+                print(f"--- controller log ---\n{lab.controller.log_tail(80)}")
+                if lab.agent is not None:
+                    print(f"--- agent log ---\n{lab.agent.log_tail(80)}")
 
 
 def our_cookies(switch: str) -> set[int]:
