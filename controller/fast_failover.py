@@ -150,10 +150,7 @@ def removal_order(graph: NetworkGraph, old: list[PlannedFlow]) -> list[int]:
 
 def _downstream_first(graph: NetworkGraph, flows: list[PlannedFlow]) -> list[int]:
     """Indices of ``flows``, each after every flow of ``flows`` it forwards into."""
-    peer: dict[tuple[int, int], tuple[int, int]] = {}
-    for link in graph.links():
-        peer[(link.src_dpid, link.src_port)] = (link.dst_dpid, link.dst_port)
-        peer[(link.dst_dpid, link.dst_port)] = (link.src_dpid, link.src_port)
+    peer = graph.port_peers()
     by_switch = {f.dpid: i for i, f in enumerate(flows) if f.in_port is None}
     by_key = {(f.dpid, f.in_port): i for i, f in enumerate(flows) if f.in_port is not None}
 

@@ -147,11 +147,7 @@ class Forwarder:
         return []
 
     def link_removed(self, link: Link) -> list[OutMsg]:
-        removed = []
-        if self.graph.graph.has_edge(link.src_dpid, link.dst_dpid):
-            self.graph.graph.remove_edge(link.src_dpid, link.dst_dpid)
-            removed.append(link)
-        return self._reroute(removed)
+        return self._reroute([link] if self.graph.remove_link(link) else [])
 
     # --- packets ------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[OutMsg]:

@@ -8,11 +8,13 @@ here talks OpenFlow, so path logic is tested without a switch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
 # OpenFlow 1.3 reserved ports above this are not physical (LOCAL, CONTROLLER, ...).
 OFPP_MAX = 0xFFFFFF00
+_UNKNOWN = object()  # not in the cache (None is a cached "no path")
 
 
 @dataclass(frozen=True, order=True)
@@ -56,10 +58,19 @@ class NetworkGraph:
     def __init__(self) -> None:
         self.graph = nx.Graph()
         self._ports_up: dict[int, set[int]] = {}
+        # Answers that depend only on switches and links (port peers, shortest
+        # paths), dropped whenever those change. A link cut re-plans hundreds of
+        # paths whose detours ask the same questions (see bench/reroute.py).
+        self._cache: dict[tuple, Any] = {}
+
+    def _changed(self) -> None:
+        self._cache.clear()
 
     # --- switches and ports -------------------------------------------------
     def add_switch(self, dpid: int, ports: list[int] | tuple[int, ...] = ()) -> None:
-        self.graph.add_node(dpid)
+        if dpid not in self.graph:
+            self.graph.add_node(dpid)
+            self._changed()
         self._ports_up.setdefault(dpid, set()).update(p for p in ports if p < OFPP_MAX)
 
     def remove_switch(self, dpid: int) -> list[Link]:
@@ -67,6 +78,7 @@ class NetworkGraph:
         gone = self.links_of_switch(dpid)
         if dpid in self.graph:
             self.graph.remove_node(dpid)
+            self._changed()
         self._ports_up.pop(dpid, None)
         return gone
 
@@ -101,6 +113,15 @@ class NetworkGraph:
             if self.graph.edges[link.src_dpid, link.dst_dpid]["ports"] == ports:
                 return False
         self.graph.add_edge(link.src_dpid, link.dst_dpid, ports=ports)
+        self._changed()
+        return True
+
+    def remove_link(self, link: Link) -> bool:
+        """Forget the link between the two switches. Returns True when there was one."""
+        if not self.graph.has_edge(link.src_dpid, link.dst_dpid):
+            return False
+        self.graph.remove_edge(link.src_dpid, link.dst_dpid)
+        self._changed()
         return True
 
     def remove_links_on_port(self, dpid: int, port: int) -> list[Link]:
@@ -108,7 +129,7 @@ class NetworkGraph:
             link for link in self.links_of_switch(dpid) if link.src_port == port
         ]
         for link in gone:
-            self.graph.remove_edge(link.src_dpid, link.dst_dpid)
+            self.remove_link(link)
         return gone
 
     def links_of_switch(self, dpid: int) -> list[Link]:
@@ -120,11 +141,22 @@ class NetworkGraph:
         """Each link once, from the lower dpid."""
         return sorted(self._link(min(a, b), max(a, b)) for a, b in self.graph.edges)
 
+    def port_peers(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """``(dpid, port)`` of every link end -> ``(dpid, port)`` at its other end."""
+        peers = self._cache.get(("peers",))
+        if peers is None:
+            peers = {}
+            for a, b, ports in self.graph.edges(data="ports"):
+                peers[(a, ports[a])] = (b, ports[b])
+                peers[(b, ports[b])] = (a, ports[a])
+            self._cache[("peers",)] = peers
+        return peers
+
     def link_ports(self, dpid: int) -> set[int]:
         return {link.src_port for link in self.links_of_switch(dpid)}
 
     def is_link_port(self, dpid: int, port: int) -> bool:
-        return port in self.link_ports(dpid)
+        return (dpid, port) in self.port_peers()
 
     def edge_ports(self, dpid: int) -> list[int]:
         """Ports that face hosts: up, physical, and not part of a known link."""
@@ -154,20 +186,30 @@ class NetworkGraph:
             around = self.shortest_path_avoiding(src_dpid, dst_dpid, blocked)
             if around is not None:
                 return around
-        try:
-            return nx.shortest_path(self.graph, src_dpid, dst_dpid)
-        except nx.NetworkXNoPath:
-            return None
+        return self.shortest_path_avoiding(src_dpid, dst_dpid)
 
     def shortest_path_avoiding(
         self, src_dpid: int, dst_dpid: int, nodes: list[int] | set[int] | frozenset[int] = (),
         edges: list[tuple[int, int]] = (),
     ) -> list[int] | None:
         """Shortest path that crosses none of ``nodes`` and none of ``edges`` (either way)."""
-        both_ways = [*edges, *((b, a) for a, b in edges)]
-        view = nx.restricted_view(self.graph, [n for n in nodes if n in self.graph], both_ways)
+        key = ("path", src_dpid, dst_dpid, frozenset(nodes),
+               frozenset((min(a, b), max(a, b)) for a, b in edges))
+        path = self._cache.get(key, _UNKNOWN)
+        if path is _UNKNOWN:
+            path = self._cache[key] = self._shortest_path(src_dpid, dst_dpid, nodes, edges)
+        return list(path) if path is not None else None
+
+    def _shortest_path(self, src_dpid: int, dst_dpid: int, nodes: Any, edges: Any
+                       ) -> tuple[int, ...] | None:
+        if not nodes and not edges:
+            view = self.graph
+        else:
+            both_ways = [*edges, *((b, a) for a, b in edges)]
+            view = nx.restricted_view(self.graph, [n for n in nodes if n in self.graph],
+                                      both_ways)
         try:
-            return nx.shortest_path(view, src_dpid, dst_dpid)
+            return tuple(nx.shortest_path(view, src_dpid, dst_dpid))
         except (nx.NetworkXNoPath, nx.NodeNotFound):
             return None
 
