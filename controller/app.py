@@ -26,7 +26,7 @@ from os_ken.topology import event as topo_event
 
 from controller import config as config_mod
 from controller import ofmsgs
-from controller.core import ControllerCore
+from controller.core import LLDP_UNANSWERED_MIN, ControllerCore
 from controller.forwarding import ForwardingSettings, OutMsg
 from controller.mirroring import MirrorPolicy
 from controller.network_graph import Link
@@ -205,11 +205,25 @@ class ShadownetApp(app_manager.OSKenApp):
 
     @set_ev_cls(topo_event.EventLinkDelete)
     def _link_delete(self, ev) -> None:
+        """os-ken drops a link on port down, switch leave, or 10 s without LLDP."""
         link = ev.link
-        LOG.info("link %s:%s-%s:%s gone", link.src.dpid, link.src.port_no,
-                 link.dst.dpid, link.dst.port_no)
-        self.send(self.core.link_removed(
-            Link(link.src.dpid, link.src.port_no, link.dst.dpid, link.dst.port_no)))
+        name = f"{link.src.dpid}:{link.src.port_no}-{link.dst.dpid}:{link.dst.port_no}"
+        unanswered = self._lldp_unanswered(link.src)
+        believed, msgs = self.core.link_silent(
+            Link(link.src.dpid, link.src.port_no, link.dst.dpid, link.dst.port_no), unanswered)
+        if believed:
+            LOG.info("link %s gone", name)
+            self.send(msgs)
+        else:
+            LOG.warning("link %s: LLDP timed out, but only %d frames were sent since its "
+                        "last answer and both ports are up; kept", name, unanswered)
+
+    @staticmethod
+    def _lldp_unanswered(port) -> int:
+        """LLDP frames os-ken sent out of ``port`` since one last came back."""
+        switches = app_manager.lookup_service_brick("switches")
+        data = switches.ports.get(port) if switches is not None else None
+        return data.lldp_dropped() if data is not None else LLDP_UNANSWERED_MIN
 
     # --- packets and flows ----------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)

@@ -28,6 +28,9 @@ from controller.state_store import StateStore
 from controller.switch_shadow import ShadowSettings, SwitchShadowing
 
 LOG = logging.getLogger(__name__)
+# LLDP frames sent out of a link's port since its last answer before its silence
+# counts (os-ken sends one per port about every second; see link_silent).
+LLDP_UNANSWERED_MIN = 3
 
 
 class ControllerCore:
@@ -146,6 +149,23 @@ class ControllerCore:
     def link_removed(self, link: Link) -> list[OutMsg]:
         with self.lock:
             return self._counted(self.forwarder.link_removed(link))
+
+    def link_silent(self, link: Link, unanswered: int) -> tuple[bool, list[OutMsg]]:
+        """LLDP discovery timed ``link`` out; returns (believed, messages).
+
+        Silence means the link is dead only if the controller kept asking. Its
+        LLDP sender stalls behind a switch too busy to read its flow-mods, and
+        then every link on every switch times out at once while all of them
+        work: rerouting them all made the stall worse. With both ports up and
+        fewer than ``LLDP_UNANSWERED_MIN`` frames sent since the last answer, the
+        link is kept; a port going down still removes it at once.
+        """
+        with self.lock:
+            ends = ((link.src_dpid, link.src_port), (link.dst_dpid, link.dst_port))
+            if unanswered < LLDP_UNANSWERED_MIN and all(
+                    self.graph.is_port_up(dpid, port) for dpid, port in ends):
+                return False, []
+            return True, self._counted(self.forwarder.link_removed(link))
 
     def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[OutMsg]:
         with self.lock:

@@ -91,6 +91,9 @@ class NetworkGraph:
     def ports(self, dpid: int) -> list[int]:
         return sorted(self._ports_up.get(dpid, ()))
 
+    def is_port_up(self, dpid: int, port: int) -> bool:
+        return port in self._ports_up.get(dpid, ())
+
     def port_up(self, dpid: int, port: int) -> None:
         if port < OFPP_MAX and dpid in self.graph:
             self._ports_up.setdefault(dpid, set()).add(port)

@@ -77,3 +77,21 @@ def test_avoid_never_applies_to_the_ends_or_cuts_a_path():
     line.add_link(Link(2, 2, 3, 3))
     assert line.switch_path(1, 3, avoid={2}) == [1, 2, 3]
     assert line.switch_path(1, 3, avoid={99}) == [1, 2, 3]
+
+
+def test_cached_paths_and_peers_follow_every_change():
+    graph, links = ring_graph(4)
+    assert graph.switch_path(1, 3) == [1, 2, 3]
+    assert graph.port_peers()[(1, 2)] == (2, 3)
+    graph.remove_link(links[0])  # 1-2
+    assert graph.switch_path(1, 3) == [1, 4, 3]
+    assert (1, 2) not in graph.port_peers() and not graph.is_link_port(1, 2)
+    graph.add_link(links[0])
+    assert graph.port_peers()[(1, 2)] == (2, 3)
+    graph.remove_switch(2)
+    assert graph.switch_path(1, 3) == [1, 4, 3]
+    graph.port_down(4, 2)  # the 4-1 link
+    assert graph.switch_path(1, 3) is None
+    path = graph.switch_path(4, 3)
+    path.append(99)  # a caller's copy: the cache is not touched
+    assert graph.switch_path(4, 3) == [4, 3]
