@@ -15,6 +15,7 @@ import networkx as nx
 # OpenFlow 1.3 reserved ports above this are not physical (LOCAL, CONTROLLER, ...).
 OFPP_MAX = 0xFFFFFF00
 _UNKNOWN = object()  # not in the cache (None is a cached "no path")
+_CACHE_LIMIT = 200_000  # cached answers kept between two changes of the links
 
 
 @dataclass(frozen=True, order=True)
@@ -200,6 +201,8 @@ class NetworkGraph:
                frozenset((min(a, b), max(a, b)) for a, b in edges))
         path = self._cache.get(key, _UNKNOWN)
         if path is _UNKNOWN:
+            if len(self._cache) >= _CACHE_LIMIT:  # a big, stable network: start over
+                self._cache.clear()
             path = self._cache[key] = self._shortest_path(src_dpid, dst_dpid, nodes, edges)
         return list(path) if path is not None else None
 
