@@ -146,10 +146,6 @@ class ControllerCore:
         with self.lock:
             return self._counted(self.forwarder.link_added(link))
 
-    def link_removed(self, link: Link) -> list[OutMsg]:
-        with self.lock:
-            return self._counted(self.forwarder.link_removed(link))
-
     def link_silent(self, link: Link, unanswered: int) -> tuple[bool, list[OutMsg]]:
         """LLDP discovery timed ``link`` out; returns (believed, messages).
 

@@ -39,7 +39,8 @@ def row(id_: str = SK.id, op: int = 0, ob: int = 0, ip: int = 0, ib: int = 0) ->
     return {"id": id_, "out": {"packets": op, "bytes": ob}, "in": {"packets": ip, "bytes": ib}}
 
 
-def shunted_setup(local_is_orig: bool = True):
+def pending_setup(local_is_orig: bool = True):
+    """A busy connection the shunter has asked for, with no answer yet."""
     t = ConnectionTable()
     f = established(t, local_is_orig=local_is_orig)
     s = shunter()
@@ -47,6 +48,11 @@ def shunted_setup(local_is_orig: bool = True):
     data(t, 200)
     add, _ = s.plan(t.flows, 1.0)
     assert add == [SK]
+    return t, f, s
+
+
+def shunted_setup(local_is_orig: bool = True):
+    t, f, s = pending_setup(local_is_orig)
     s.accepted(SK)
     return t, f, s
 
@@ -146,12 +152,7 @@ def test_disabled_policy_adds_nothing():
 
 
 def test_pending_not_readded_and_accepted_transition():
-    t = ConnectionTable()
-    established(t)
-    s = shunter()
-    s.plan(t.flows, 0.0)
-    data(t, 200)
-    assert s.plan(t.flows, 1.0)[0] == [SK]
+    t, _, s = pending_setup()
     data(t, 200)
     assert s.plan(t.flows, 2.0) == ([], [])
     assert s.stats() == {"shunted": 0, "pending": 1, "shunts_total": 0,
@@ -166,12 +167,7 @@ def test_pending_not_readded_and_accepted_transition():
 
 
 def test_refused_drops_pending_and_may_retry():
-    t = ConnectionTable()
-    established(t)
-    s = shunter()
-    s.plan(t.flows, 0.0)
-    data(t, 200)
-    assert s.plan(t.flows, 1.0)[0] == [SK]
+    t, _, s = pending_setup()
     s.refused(SK)
     assert s.stats()["pending"] == 0 and s.shunted() == []
     s.accepted(SK)  # a late answer for a key no longer pending changes nothing
@@ -290,12 +286,7 @@ def test_malformed_rows_ignored(bad):
 
 
 def test_unknown_and_pending_ids_ignored():
-    t = ConnectionTable()
-    established(t)
-    s = shunter()
-    s.plan(t.flows, 0.0)
-    data(t, 200)
-    s.plan(t.flows, 1.0)  # SK pending, not shunted
+    t, _, s = pending_setup()  # SK pending, not shunted
     assert s.fold(t.flows, [row(op=5), row("10.9.9.9:1-10.0.0.2:2", op=5)], 2.0) == 0
     assert s.fold(t.flows, "garbage", 2.0) == 0  # type: ignore[arg-type]
 
