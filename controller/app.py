@@ -311,7 +311,7 @@ class ShadownetApp(app_manager.OSKenApp):
     def _probe_loop(self) -> None:
         """The Flow Monitor's active probes: every node of every service, each interval."""
         from controller.services.health import probe_metrics
-        from controller.services.probes import probe_round
+        from controller.services.probes import probe_round, run_off_hub
 
         interval = self.cfg["reconcile"]["interval"]
         while self._sleep(interval):
@@ -319,7 +319,7 @@ class ShadownetApp(app_manager.OSKenApp):
             if not services:
                 continue
             now = time.time()
-            for node, results in probe_round(services).items():
+            for node, results in run_off_hub(probe_round, services).items():
                 self.core.observe_node(node, now, probe_metrics(results))
 
     def _shunt_counter_loop(self) -> None:

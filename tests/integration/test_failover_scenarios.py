@@ -7,6 +7,7 @@ is itself counted in packets (1000 packets/s: one lost packet is 1 ms).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -15,18 +16,23 @@ from lab.scenarios import run_scenario
 from tests.integration.conftest import LabTest, wait_for
 
 
+def shown(result: dict) -> str:
+    """The whole result in a failure message (pytest would cut a dict's repr short)."""
+    return json.dumps(result)
+
+
 class TestDegradingNode:
     def test_predicted_the_service_moves_first_and_no_request_fails(self):
         r = run_scenario("degrading-node", mode="predictive")
         assert r["requests"] > 300
-        assert r["failed"] == 0, r
-        assert r["migrations"] == 1 and r["migrated_s_before_death"] > 0, r
+        assert r["failed"] == 0, shown(r)
+        assert r["migrations"] == 1 and r["migrated_s_before_death"] > 0, shown(r)
         # The engine saw it coming (its probability is in the health score too).
-        assert r["migration_reason"]["failure_probability"] >= 0.5, r
+        assert r["migration_reason"]["failure_probability"] >= 0.5, shown(r)
         # Drained, verified by counters on the new node, then the old node retired.
         events = r["switchover_events"]
-        assert events[0] == "switchover" and "verification_failed" not in events, r
-        assert events.index("committed") < events.index("retired"), r
+        assert events[0] == "switchover" and "verification_failed" not in events, shown(r)
+        assert events.index("committed") < events.index("retired"), shown(r)
         assert set(r["served_by"]) == {"h2", "h3"}
 
     def test_without_failover_the_death_fails_requests(self):
@@ -39,7 +45,7 @@ class TestNoiseOnly:
     def test_noise_moves_nothing(self):
         r = run_scenario("noise-only", mode="predictive")
         assert r["requests"] > 500
-        assert r["migrations"] == 0 and r["trips"] == 0, r
+        assert r["migrations"] == 0 and r["trips"] == 0, shown(r)
         assert r["served_by"].get("h2", 0) > 0
 
 
@@ -48,20 +54,20 @@ class TestLinkCut:
         r = run_scenario("link-cut", mode="reactive")
         assert r["sent"] == 6000 and r["received"] > 0
         assert r["path_after"] != r["path_before"]
-        assert r["lost"] <= 50 and r["gap_ms"] <= 50.0, r
+        assert r["lost"] <= 50 and r["gap_ms"] <= 50.0, shown(r)
 
 
 class TestDegradingSwitch:
     def test_predicted_paths_leave_the_switch_and_no_packet_is_lost(self):
         r = run_scenario("degrading-switch", mode="predictive")
         assert r["sent"] == 23000
-        assert r["lost"] == 0, r
-        assert r["drains"] == 1 and r["drained_s_before_death"] > 0, r
+        assert r["lost"] == 0, shown(r)
+        assert r["drains"] == 1 and r["drained_s_before_death"] > 0, shown(r)
 
     def test_reactive_loses_what_the_failing_switch_drops(self):
         r = run_scenario("degrading-switch", mode="reactive")
         assert r["drains"] == 0
-        assert r["lost"] > 0 and r["received"] > 0, r
+        assert r["lost"] > 0 and r["received"] > 0, shown(r)
 
 
 class TestShadowSampling(LabTest):
