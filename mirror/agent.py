@@ -58,6 +58,8 @@ class MirroredContainer:
         self.engine = SyncEngine(record.mac, record.ips, on_change=self._changed)
         self.shunter = Shunter(shunt_policy or ShuntPolicy())
         self.wake_shunts: threading.Event | None = None  # set by the agent's ShuntDriver
+        if self.shunter.policy.enabled:
+            self.engine.state.connections.on_busy = self._busy
         self.ring: deque[tuple[float, bytes]] = deque()
         self.ring_bytes = 0
         self.lags: deque[float] = deque(maxlen=LAG_SAMPLES)
@@ -117,6 +119,10 @@ class MirroredContainer:
             while self.ring_bytes > PCAP_RING_BYTES:
                 self.ring_bytes -= len(self.ring.popleft()[1])
             self.engine.feed(frame, ts)
+
+    def _busy(self, _flow: Any) -> None:
+        if self.wake_shunts is not None:
+            self.wake_shunts.set()  # decide on this transfer now, not at the next round
 
     def _changed(self, change: Any) -> None:
         self._apply_queue.put((change, time.time()))

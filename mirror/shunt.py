@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirror.packets import ip_str
-from mirror.tcp_state import Flow
+from mirror.tcp_state import BUSY_PACKETS, Flow
 
 TCP = 6
-MIN_SAMPLE = 0.05  # seconds of a connection's life before its rate is trusted
+# A connection's rate is trusted after this long, or sooner once it has carried
+# BUSY_PACKETS segments (a sample no handshake burst can fake).
+MIN_SAMPLE = 0.05
 _DIRS = ("out", "in")
 
 
@@ -157,10 +159,11 @@ class Shunter:
             seen[fk] = (flow, pkts, now)
             if prev is None or prev[0] is not flow:
                 # First sighting: its whole life so far is the sample, once it is long
-                # enough that a handshake burst cannot pass for a transfer. This cuts
-                # the copied head of a bulk transfer to one planning interval.
+                # or large enough that a handshake burst cannot pass for a transfer.
+                # With the agent woken by on_busy, this cuts the copied head of a bulk
+                # transfer to about BUSY_PACKETS segments and one controller round trip.
                 prev = (flow, 0, flow.first_seen)
-                if now - flow.first_seen < MIN_SAMPLE:
+                if now - flow.first_seen < MIN_SAMPLE and pkts < BUSY_PACKETS:
                     continue
             elapsed = now - prev[2]
             if elapsed <= 0:

@@ -41,6 +41,9 @@ TIMEOUTS = {
     "UNREPLIED": 30.0, "REPLIED": 120.0,
 }
 ICMP_TIMEOUT = 30.0
+# Segments in one direction after which a TCP flow is worth a shunt decision (see
+# ConnectionTable.on_busy): far more than any handshake or request/response exchange.
+BUSY_PACKETS = 128
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
 # History letters, indexed by bit: S h A D F R T (retransmission); '^' is flipped.
@@ -189,11 +192,15 @@ class ConnectionTable:
 
     ``on_change(action, flow, ts)`` is called with ``add`` for a new flow, ``update``
     when its conntrack state changes and ``remove`` when it expires — not per packet.
+    ``on_busy(flow)`` is called when one direction of a TCP flow reaches
+    ``BUSY_PACKETS`` segments: the moment a bulk transfer can be told from a
+    handshake, so the agent can shunt it without waiting for its next round.
     """
 
     def __init__(self, on_change: ChangeHook | None = None) -> None:
         self.flows: dict[tuple, Flow] = {}
         self.on_change = on_change
+        self.on_busy: Callable[[Flow], None] | None = None
         self.data_packets = 0
         self.retransmissions = 0
         self.rsts = 0
@@ -222,6 +229,8 @@ class ConnectionTable:
             src, dst, up = f.resp, f.orig, False
         src.packets += 1
         src.bytes += wlen
+        if src.packets == BUSY_PACKETS and self.on_busy is not None:
+            self.on_busy(f)
         hist = 0
         retx = False
         if plen:

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from mirror.shunt import Shunter, ShuntKey, ShuntPolicy
-from mirror.tcp_state import ACK, FIN, RST, SYN, ConnectionTable
+from mirror.tcp_state import ACK, BUSY_PACKETS, FIN, RST, SYN, ConnectionTable
 
 L, R = socket.inet_aton("10.0.0.1"), socket.inet_aton("10.0.0.2")
 KEY = (6, L, 40000, R, 5201)
@@ -112,10 +112,32 @@ def test_rate_threshold(extra, added):
 def test_first_sighting_rate_is_over_the_connections_life():
     t = ConnectionTable()
     established(t)  # first seen at 0.0
-    data(t, 10_000)
-    # Too young: a handshake burst must not pass for a transfer.
+    data(t, 20)
+    # Young and small: a handshake burst must not pass for a transfer.
     assert shunter().plan(t.flows, 0.01) == ([], [])
-    assert shunter().plan(t.flows, 1.0) == ([SK], [])  # 10,003 packets in its first second
+    assert shunter().plan(t.flows, 1.0) == ([], [])  # 23 packets in its first second
+    data(t, 10_000)
+    assert shunter().plan(t.flows, 1.0) == ([SK], [])  # 10,023 packets in its first second
+
+
+def test_a_young_connection_with_a_busy_sample_is_shunted_at_once():
+    t = ConnectionTable()
+    established(t)
+    data(t, BUSY_PACKETS)  # in its first 10 ms: 13,000 packets/s
+    assert shunter().plan(t.flows, 0.01) == ([SK], [])
+
+
+def test_on_busy_fires_once_per_direction_at_the_threshold():
+    t = ConnectionTable()
+    busy = []
+    t.on_busy = busy.append
+    f = established(t)
+    data(t, BUSY_PACKETS - 3)  # with the SYN and ACK: one short of the threshold
+    assert busy == []
+    data(t, 1)
+    assert busy == [f]
+    data(t, 500)
+    assert busy == [f]
 
 
 def test_first_sighting_of_a_slow_connection_is_not_added():
