@@ -11,8 +11,8 @@ containers both mirrored), then rounds of a single full-speed iperf3 flow:
 * ``copy-all``: the agent with ``--no-shunt``: every segment is copied.
 
 The modes are interleaved round by round, so drift on this shared machine
-hits all of them alike; the medians and their ratios to ``off`` are printed
-side by side. Needs root, Open vSwitch and Mininet.
+hits all of them alike; the medians, their ratios to ``off`` and the median of
+the round-by-round (paired) ratios are printed side by side. Needs root, Open vSwitch and Mininet.
 
     .venv/bin/python bench/mirror_throughput.py [--rounds 3] [--seconds 5] [--topo linear,2]
 """
@@ -59,6 +59,16 @@ def iperf(client, server, seconds: int) -> float:
         return 0.0
 
 
+def paired_ratio(runs: list[float], base: list[float]) -> float:
+    """Median of round-by-round ratios: each round's mode against the ``off`` run next to it.
+
+    Rounds are interleaved, so a slow spell of the shared machine lowers both
+    members of a pair; the ratio of medians mixes pairs from different spells.
+    """
+    ratios = [r / b for r, b in zip(runs, base, strict=True) if b > 0]
+    return statistics.median(ratios) if ratios else float("nan")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -98,11 +108,12 @@ def main() -> int:
                 results[mode].append(mbps)
                 print(f"round {rnd + 1} {mode:>8}: {mbps:7.1f} Mbit/s", flush=True)
     base = statistics.median(results["off"])
-    print(f"\n{'mode':>8}  {'median Mbit/s':>13}  {'ratio to off':>12}  runs")
+    print(f"\n{'mode':>10}  {'median Mbit/s':>13}  {'ratio to off':>12}  {'paired':>6}  runs")
     for mode, runs in results.items():
         med = statistics.median(runs)
         ratio = med / base if base else float("nan")
-        print(f"{mode:>8}  {med:13.1f}  {ratio:12.3f}  {', '.join(f'{r:.0f}' for r in runs)}")
+        print(f"{mode:>10}  {med:13.1f}  {ratio:12.3f}  {paired_ratio(runs, results['off']):6.3f}"
+              f"  {', '.join(f'{r:.0f}' for r in runs)}")
     return 0
 
 
