@@ -168,3 +168,42 @@ def test_windowed_deltas_come_from_per_second_samples():
     # covers the packets of t=6..9.
     assert e.stats.delta("tcp_syns", 3.0) == 4
     assert e.stats.delta("tcp_syns", 100.0) == 10
+
+
+def _exchange(options: bytes = b""):
+    """A whole TCP connection from the container, with ``options`` in every IPv4 header."""
+    def seg(out, seq, ack, flags, payload=b""):
+        src, dst, sm, dm = ("10.0.0.1", "10.0.0.2", C, PEER) if out else (
+            "10.0.0.2", "10.0.0.1", PEER, C)
+        sp, dp = (40000, 80) if out else (80, 40000)
+        return P.build_eth(dm, sm, P.ETH_IPV4, P.build_ipv4(
+            src, dst, 6, P.build_tcp(sp, dp, seq, ack, flags, payload), options=options))
+    return [seg(True, 100, 0, P.TCP_SYN), seg(False, 500, 101, P.TCP_SYN | P.TCP_ACK),
+            seg(True, 101, 501, P.TCP_ACK), seg(True, 101, 501, P.TCP_ACK, b"GET"),
+            seg(True, 101, 501, P.TCP_ACK, b"GET"),  # a retransmission
+            seg(False, 501, 104, P.TCP_ACK, b"200 OK"), seg(True, 104, 507, P.TCP_FIN | P.TCP_ACK),
+            seg(False, 507, 105, P.TCP_FIN | P.TCP_ACK), seg(True, 105, 508, P.TCP_ACK)]
+
+
+def test_the_tcp_fast_path_and_the_full_decoder_build_the_same_connection():
+    """Plain IPv4 takes the engine's one-unpack path; IPv4 with options the full decoder."""
+    views = []
+    for options in (b"", b"\x01\x01\x01\x00"):  # NOPs and an end-of-options
+        e, _ = engine()
+        for i, frame in enumerate(_exchange(options)):
+            e.feed(frame, 1.0 + i / 100)
+        (conn,) = e.snapshot()["connections"]
+        for side in ("orig", "resp"):
+            conn[side].pop("bytes")  # the options add 4 bytes to every frame
+        views.append(conn)
+    assert views[0] == views[1]
+    assert views[0]["state"] == "TIME_WAIT" and views[0]["orig"]["retransmissions"] == 1
+
+
+def test_an_odd_tcp_header_on_the_fast_path_is_refused_by_the_full_decoder():
+    e, _ = engine()
+    frame = bytearray(tcp_syn("10.0.0.2", PEER))
+    frame[14 + 20 + 12] = 3 << 4  # data offset 12 bytes: below the 20-byte minimum
+    e.feed(bytes(frame), 1.0)
+    assert e.stats.malformed_reasons == {"tcp: bad data offset": 1}
+    assert not e.snapshot()["connections"]
