@@ -148,6 +148,15 @@ class SyncEngine:
             p = parse(frame)
             et = p.ethertype
             if et == ETH_IPV4 or et == ETH_IPV6:
+                proto = p.proto
+                if p.fragment and p.frag_offset:
+                    protos["ipv4-fragment"] = protos.get("ipv4-fragment", 0) + 1
+                    return
+                if proto == PROTO_TCP:
+                    self._tcp(p.src_mac, p.dst_mac, p.src_ip, p.dst_ip, p.sport, p.dport,
+                              p.tcp_flags, p.seq, p.ack, p.payload_len, wlen, ts)
+                    return
+                # The same sides as _tcp tells apart (kept inline there: it is per packet).
                 if p.src_mac == self._mac:
                     out = True
                 elif p.dst_mac == self._mac:
@@ -158,14 +167,6 @@ class SyncEngine:
                     out = False
                 else:
                     out = None
-                proto = p.proto
-                if p.fragment and p.frag_offset:
-                    protos["ipv4-fragment"] = protos.get("ipv4-fragment", 0) + 1
-                    return
-                if proto == PROTO_TCP:
-                    self._tcp(p.src_mac, p.dst_mac, p.src_ip, p.dst_ip, p.sport, p.dport,
-                              p.tcp_flags, p.seq, p.ack, p.payload_len, wlen, ts)
-                    return
                 if out is None:
                     st.foreign += 1
                     if proto == PROTO_UDP and (p.dport == 68 or p.dport == 67):

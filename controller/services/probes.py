@@ -12,6 +12,8 @@ loaded machine a noisy but healthy node was tripped on latency the controller
 had added. :func:`run_off_hub` therefore runs a probe round on a real OS thread
 with the unpatched socket module; the controller's green threads then delay a
 probe by at most the interpreter's switch interval (5 ms), not by a whole stall.
+Under eventlet, call :func:`probe_round` only through :func:`run_off_hub`: its
+sockets block, so on a green thread they would hold the whole hub.
 """
 
 from __future__ import annotations

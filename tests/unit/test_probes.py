@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -34,7 +34,7 @@ def _server(status: int, ip: str) -> ThreadingHTTPServer:
 
 
 @pytest.fixture
-def http_port() -> Iterator[callable]:
+def http_port() -> Iterator[Callable[..., int]]:
     servers: list[ThreadingHTTPServer] = []
 
     def start(status: int = 200, ip: str = "127.0.0.1") -> int:
