@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from controller import ofmsgs
 from controller.mirroring import FROM_CONTAINER_TABLE
 from controller.ofmsgs import OutMsg
+from controller.services.health import PROBES
 
 PROBE_ETHERTYPE = 0x88B5
 PROBE_DST = bytes.fromhex("035348505242")  # multicast + locally administered: "SHPRB"
@@ -140,10 +141,12 @@ class SwitchProber:
         return True
 
     def metrics(self, dpid: int, now: float) -> dict[str, float]:
-        """This interval for ``dpid``: ``{"latency_ms": median, "loss": fraction}``, then reset.
+        """This interval for ``dpid``: ``{"latency_ms": median, "loss": fraction,
+        "probes": settled}``, then reset.
 
         Loss is over the probes that were settled this interval (answered, or
-        older than the timeout); probes still in flight count next time. No
+        older than the timeout); probes still in flight count next time. The
+        count lets the health monitor judge loss by its confidence bound. No
         settled probe gives ``{}``: no evidence either way.
         """
         origin = self._origins.get(dpid)
@@ -154,6 +157,7 @@ class SwitchProber:
         out: dict[str, float] = {}
         if settled:
             out["loss"] = origin.lost / settled
+            out[PROBES] = float(settled)
         if origin.latencies_ms:
             out["latency_ms"] = float(statistics.median(origin.latencies_ms))
         origin.answered = origin.lost = 0

@@ -17,13 +17,16 @@ dies (server killed, every packet dropped). Reported: failed requests, and
 when the service moved relative to the death.
 
 **noise-only**: the primary's latency jitters and it drops 1 % of packets for
-the whole run, but nothing fails. Reported: switchovers; the right answer is 0.
+the whole run, but nothing fails. Reported: switchovers (the right answer is
+0), and the margin: the primary's lowest health and highest failure
+probability while the client ran, beside the levels that would have tripped it.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -181,19 +184,64 @@ def degrading_node(lab: Lab, mode: str) -> dict[str, Any]:
     return out
 
 
+class HealthWatch:
+    """Polls one node's health every second in the background: its worst moments.
+
+    The controller keeps only the latest health per node; how close a run came
+    to a trip is the lowest score and the highest failure probability seen.
+    """
+
+    def __init__(self, lab: Lab, node: str, period: float = 1.0) -> None:
+        self.lab, self.node, self.period = lab, node, period
+        self.lowest_health = 1.0
+        self.highest_probability = 0.0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HealthWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            try:
+                services = self.lab.controller.get("/api/services")
+            except OSError:
+                continue  # a slow answer is no sample; the next one may come
+            for svc in services:
+                view = (svc.get("health") or {}).get(self.node)
+                if view:
+                    self.samples += 1
+                    self.lowest_health = min(self.lowest_health, view["score"])
+                    self.highest_probability = max(self.highest_probability,
+                                                   view["failure_probability"])
+
+    def margin(self, thresholds: dict[str, Any]) -> dict[str, Any]:
+        return {"lowest_health": self.lowest_health, "enter_health": thresholds["enter_health"],
+                "highest_probability": self.highest_probability,
+                "enter_probability": thresholds["enter_probability"], "samples": self.samples}
+
+
 def noise_only(lab: Lab, mode: str) -> dict[str, Any]:
     slab = ServiceLab(lab)
     slab.start_servers()
     slab.set_delay(0.0, NOISE_JITTER_S)
     slab.set_loss(NOISE_LOSS)
     time.sleep(WARMUP_S)  # probes and the engine learn the healthy node first
-    slab.start_client(NOISE_S)
-    results = slab.client_results()
+    with HealthWatch(lab, slab.primary.name) as watch:
+        slab.start_client(NOISE_S)
+        results = slab.client_results()
     moves = slab.switchovers()
     trips = [e for e in lab.controller.get("/api/services/events")
              if e["kind"] == "node_tripped"]
+    [svc] = [s for s in lab.controller.get("/api/services") if s["name"] == "web"]
     out = {"mode": mode, **_summary(results), "migrations": len(moves),
-           "trips": len(trips)}
+           "trips": len(trips), "margin": watch.margin(svc["thresholds"])}
     if trips:
         out["first_trip"] = {"node": trips[0]["node"], **_reason(trips[0])}
     return out

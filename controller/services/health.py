@@ -16,6 +16,21 @@ and calls :meth:`HealthMonitor.observe`. Two views come out of the same data:
 The score is smoothed (one noisy probe does not move it much) and a slow
 average of it is kept as the node's *history*, which the shadow table uses to
 prefer nodes that have served well for long.
+
+**Loss is judged with a confidence bound, not as a share of a few probes.**
+A round sends a handful of probes (3 per node), so on a path that drops 1 %
+of packets, one probe in three is lost now and then, and two rounds in a row
+with a lost probe are bound to come in a long run. Read as a share, that was
+"33 % loss": the loss factor fell to 0.44 and the engine, which had only ever
+seen 0, read it as novel drift (p = 0.67), and together they tripped a
+healthy node (issue 10). Now, when the probe count is known (``probes`` in
+the metrics), the loss that counts is the lower end of the Wilson score
+interval over the probes of the last ``loss_window`` intervals: the loss rate
+the node has *at least*, at ``loss_z`` standard errors. One lost probe in 30
+is then 0.6 %, not 33 %; a real 30 % loss still shows once enough probes
+agree. A round in which *every* probe went unanswered is not a statistic but
+a fact about now (the node does not answer), so it still counts as loss 1.0
+at once: dead nodes are not judged any slower.
 """
 
 from __future__ import annotations
@@ -42,17 +57,21 @@ class ProbeResult:
     error: bool = False  # answered, but with a failure (HTTP 5xx, a refused request)
 
 
+PROBES = "probes"  # metrics key: how many probes the interval's ``loss`` is a share of
+
+
 def probe_metrics(results: Iterable[ProbeResult]) -> dict[str, float]:
     """Summarise one interval's probes as the metrics :meth:`HealthMonitor.observe` takes.
 
     Latency is the median of answered probes (one slow probe is not a slow
-    node); loss counts unanswered probes; error rate is over answered probes.
+    node); loss counts unanswered probes, and ``probes`` says out of how many,
+    so the monitor can weigh the evidence; error rate is over answered probes.
     """
     results = list(results)
     if not results:
         return {}
     answered = [r for r in results if r.ok]
-    out = {"loss": 1.0 - len(answered) / len(results)}
+    out = {"loss": 1.0 - len(answered) / len(results), PROBES: float(len(results))}
     if answered:
         out["error_rate"] = sum(r.error for r in answered) / len(answered)
         latencies = [r.latency_ms for r in answered if r.latency_ms is not None]
@@ -81,6 +100,11 @@ class HealthSettings:
         "latency_ms": 10.0, "loss": 0.25, "error_rate": 0.25, "cpu": 0.05, "mem": 0.05,
         "drops_per_s": 1.0, "errors_per_s": 1.0,  # port counters (controller.port_stats)
     })
+    # Loss is the Wilson lower bound over the probes of the last ``loss_window``
+    # intervals, ``loss_z`` standard errors below the observed share (1.96: the
+    # usual 95 % two-sided interval, so 97.5 % sure of at least this much loss).
+    loss_window: int = 10
+    loss_z: float = 1.96
     smoothing: float = 0.5  # EWMA weight of the newest score
     history_alpha: float = 0.05  # EWMA weight of the newest score in the long-run history
     weights: Mapping[str, float] = field(default_factory=lambda: {
@@ -96,6 +120,10 @@ class HealthSettings:
                 raise ValueError(f"health weights: {name!r} must be >= 0, got {w}")
         if self.engine_window < 1:
             raise ValueError("health engine_window must be >= 1")
+        if self.loss_window < 1:
+            raise ValueError("health loss_window must be >= 1")
+        if not 0.0 <= self.loss_z < math.inf:
+            raise ValueError("health loss_z must be a finite number >= 0")
         if not 0 < self.smoothing <= 1 or not 0 < self.history_alpha <= 1:
             raise ValueError("health smoothing and history_alpha must be in (0, 1]")
 
@@ -161,6 +189,7 @@ class HealthMonitor:
         self.settings = settings or HealthSettings()
         self._last: dict[str, NodeHealth] = {}
         self._recent: dict[str, dict[str, deque[float]]] = {}
+        self._probes: dict[str, deque[tuple[int, int]]] = {}  # (lost, sent) per interval
 
     @staticmethod
     def entity(node: str) -> str:
@@ -189,6 +218,7 @@ class HealthMonitor:
     ) -> NodeHealth:
         """Take one interval's metrics for ``node``; return its new health."""
         s = self.settings
+        metrics = self.judge_loss(node, metrics)
         factors = self.factors(metrics)
         prob, alert, ready, top, components = 0.0, 0.0, False, (), {}
         if self.engine is not None:
@@ -216,6 +246,28 @@ class HealthMonitor:
         )
         self._last[node] = health
         return health
+
+    def judge_loss(self, node: str, metrics: Mapping[str, float | None]
+                   ) -> dict[str, float | None]:
+        """``metrics`` with ``loss`` as the evidence supports it (module docstring).
+
+        Without a probe count, ``loss`` is taken as given (an agent's own
+        measurement); ``probes`` itself is consumed here and is no metric.
+        """
+        out = {k: v for k, v in metrics.items() if k != PROBES}
+        loss, probes = metrics.get("loss"), metrics.get(PROBES)
+        if loss is None or probes is None or not probes >= 1 or not 0.0 <= loss <= 1.0:
+            return out
+        sent = int(probes)
+        lost = round(loss * sent)
+        window = self._probes.setdefault(node, deque(maxlen=self.settings.loss_window))
+        window.append((lost, sent))
+        if lost == sent:
+            out["loss"] = 1.0  # nothing answered this interval: unreachable now
+        else:
+            out["loss"] = wilson_lower(sum(lt for lt, _ in window),
+                                       sum(st for _, st in window), self.settings.loss_z)
+        return out
 
     def engine_view(self, node: str, metrics: Mapping[str, float | None]) -> dict[str, float]:
         """The metrics as the predictive engine gets them (see ``HealthSettings``)."""
@@ -246,6 +298,7 @@ class HealthMonitor:
     def forget(self, node: str) -> None:
         self._last.pop(node, None)
         self._recent.pop(node, None)
+        self._probes.pop(node, None)
         if self.engine is not None:
             self.engine.forget(self.entity(node))
 
@@ -266,6 +319,23 @@ class CounterRates:
         if prev is None or ts <= prev[0] or value < prev[1]:
             return None
         return (value - prev[1]) / (ts - prev[0])
+
+
+def wilson_lower(failures: int, trials: int, z: float) -> float:
+    """Lower end of the Wilson score interval for a share of ``failures`` in ``trials``.
+
+    Unlike the plain share (or the normal approximation), it stays sensible
+    for a few trials and shares near 0: 1 in 3 gives 0.06 at z = 1.96, 1 in 30
+    gives 0.006, 0 in any number gives 0. No trials: 0 (no evidence of loss).
+    """
+    if trials <= 0 or failures <= 0:
+        return 0.0
+    n = float(trials)
+    p = min(failures, trials) / n
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z2 / n))
 
 
 def _clamp(v: float) -> float:

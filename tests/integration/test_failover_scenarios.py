@@ -47,6 +47,7 @@ class TestNoiseOnly:
         assert r["requests"] > 500
         assert r["migrations"] == 0 and r["trips"] == 0, shown(r)
         assert r["served_by"].get("h2", 0) > 0
+        assert r["margin"]["samples"] > 0, shown(r)  # the watch saw the node's health
 
 
 class TestLinkCut:

@@ -11,7 +11,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.mirroring import MIRROR_PRIORITY, READ_ONLY_PRIORITY
 from controller.reconciler import ObservedFlow, reconcile
-from controller.services.health import HealthMonitor
+from controller.services.health import HealthMonitor, wilson_lower
 from controller.signature_table import SignatureTable, is_our_cookie
 from controller.switch_probes import (
     PROBE_COOKIE,
@@ -104,9 +104,9 @@ def test_unanswered_probes_count_as_lost_once_after_the_timeout():
     prober = SwitchProber(timeout=1.0)
     first = send_probes(prober, 2, now=0.0)
     assert prober.packet_in(3, 3, first[0][2], 0.01)  # one of two answered
-    assert prober.metrics(2, 0.5) == {"loss": 0.0, "latency_ms": pytest.approx(10.0)}
+    assert prober.metrics(2, 0.5) == {"loss": 0.0, "probes": 1, "latency_ms": pytest.approx(10.0)}
     assert prober.outstanding(2) == 1  # still in flight: not lost yet
-    assert prober.metrics(2, 1.2) == {"loss": 1.0}  # now it is
+    assert prober.metrics(2, 1.2) == {"loss": 1.0, "probes": 1}  # now it is
     assert prober.metrics(2, 5.0) == {}  # and never again
     # A late answer is ours, but neither an answer nor a second loss.
     assert prober.packet_in(1, 2, first[1][2], 5.0)
@@ -117,7 +117,7 @@ def test_answer_that_arrives_after_the_timeout_is_a_loss():
     prober = SwitchProber(timeout=1.0)
     [(_, _, data)] = send_probes(prober, 2, ports=[2], now=0.0)
     assert prober.packet_in(3, 3, data, 1.5)
-    assert prober.metrics(2, 1.6) == {"loss": 1.0}
+    assert prober.metrics(2, 1.6) == {"loss": 1.0, "probes": 1}
 
 
 def test_duplicated_answer_counts_once():
@@ -126,7 +126,7 @@ def test_duplicated_answer_counts_once():
     assert prober.packet_in(3, 3, data, 0.001)
     assert prober.packet_in(3, 3, data, 0.002)
     [(_, _, other)] = send_probes(prober, 2, ports=[2], now=0.01)
-    assert prober.metrics(2, 2.0) == {"loss": 0.5, "latency_ms": pytest.approx(1.0)}
+    assert prober.metrics(2, 2.0) == {"loss": 0.5, "probes": 2, "latency_ms": pytest.approx(1.0)}
 
 
 def test_loss_fraction_over_many_intervals():
@@ -183,7 +183,7 @@ def test_memory_stays_bounded_when_nothing_answers():
     for i in range(100):
         send_probes(prober, 2, ports=[2, 3], now=float(i))
     assert prober.outstanding(2) == 16
-    assert prober.metrics(2, 100.0) == {"loss": 1.0}  # 184 given up, each once
+    assert prober.metrics(2, 100.0) == {"loss": 1.0, "probes": 184}  # 184 given up, each once
     prober.forget(2)
     assert prober.outstanding(2) == 0 and prober.metrics(2, 200.0) == {}
 
@@ -197,7 +197,9 @@ def test_metrics_feed_the_health_monitor():
     for _, _, data in send_probes(prober, 2, now=1.0):
         prober.packet_in(3, 3, data, 1.002)
     alive = monitor.observe("switch:2", 2.0, prober.metrics(2, 2.0))
-    assert alive.raw == 1.0 and alive.available
+    assert alive.available and alive.factors["latency_ms"] == 1.0
+    # The silent round still counts as evidence of loss: 2 of the 4 probes so far.
+    assert alive.factors["loss"] == pytest.approx(1 - wilson_lower(2, 4, 1.96))
 
 
 def test_forwarder_ignores_probe_frames():
