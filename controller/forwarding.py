@@ -28,7 +28,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp, udp
 from os_ken.ofproto import ether
 
 from controller import ofmsgs
@@ -41,6 +40,7 @@ from controller.fast_failover import (
     shadow_group_id,
     shadow_weights,
 )
+from controller.frames import ARP_REQUEST, Frame, decode
 from controller.host_table import Host, HostTable
 from controller.mirroring import (
     FORWARD_TABLE,
@@ -152,32 +152,27 @@ class Forwarder:
     # --- packets ------------------------------------------------------------
     def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[OutMsg]:
         self.stats.packet_in += 1
-        try:
-            pkt = packet.Packet(data)
-            eth = pkt.get_protocol(ethernet.ethernet)
-        except Exception:  # noqa: BLE001 - any parse failure means a bad frame
-            eth = None
-        if eth is None:
+        frame = decode(data)  # bounded: a hostile frame can neither raise nor hang here
+        if frame is None:
             self.stats.malformed += 1
             return []
-        if eth.ethertype in (ether.ETH_TYPE_LLDP, PROBE_ETHERTYPE) or _is_multicast(eth.src):
+        if frame.ethertype in (ether.ETH_TYPE_LLDP, PROBE_ETHERTYPE) or _is_multicast(frame.src):
             return []  # discovery and switch probes are not host traffic
-        src, dst = eth.src.lower(), eth.dst.lower()
+        if not frame.l3_ok:
+            self.stats.malformed += 1  # still a frame: forwarded as plain L2, learned from as such
+        src, dst = frame.src, frame.dst
         now = self.clock()
         if self.mirrors.is_mirror_port(dpid, in_port):
             return []  # the bridge drops these; never learn from a mirror
         on_edge = self.graph.has_switch(dpid) and not self.graph.is_link_port(dpid, in_port)
 
-        arp_pkt = pkt.get_protocol(arp.arp)
-        ip_pkt = pkt.get_protocol(ipv4.ipv4)
-        src_ip = arp_pkt.src_ip if arp_pkt else (ip_pkt.src if ip_pkt else None)
+        src_ip = frame.arp_src_ip if frame.is_arp else (
+            frame.src_ip if frame.ip_version == 4 else None)
         if on_edge:
             self.hosts.learn(src, dpid, in_port, src_ip, now)
 
-        if arp_pkt is not None and arp_pkt.opcode == arp.ARP_REQUEST and (
-            dst == BROADCAST or self.hosts.get(dst) is None
-        ):
-            return self._arp_request(dpid, in_port, src, arp_pkt, data, now)
+        if frame.arp_op == ARP_REQUEST and (dst == BROADCAST or self.hosts.get(dst) is None):
+            return self._arp_request(dpid, in_port, src, frame, data, now)
         if _is_multicast(dst):
             return self._flood_edges(dpid, in_port, ("bcast", src, data), data, now)
 
@@ -188,11 +183,11 @@ class Forwarder:
         msgs: list[OutMsg] = []
         if src_host is not None and src_host.mac != dst_host.mac:
             msgs += self.install_pair(src_host, dst_host)
-        msgs.append(self._deliver(dst_host.dpid, [dst_host.port], data, pkt))
+        msgs.append(self._deliver(dst_host.dpid, [dst_host.port], data, frame))
         return msgs
 
     def _deliver(
-        self, dpid: int, ports: list[int], data: bytes, pkt: packet.Packet | None = None
+        self, dpid: int, ports: list[int], data: bytes, frame: Frame | None = None
     ) -> OutMsg:
         """A packet-out, plus a copy to the mirror of any mirrored container it reaches.
 
@@ -203,21 +198,22 @@ class Forwarder:
             mirror_ports = self.mirrors.copy_ports(dpid, [port])
             if mirror_ports:
                 mirror = next(m for m in self.mirrors.for_dpid(dpid) if m.container_port == port)
-                fields = _frame_fields(pkt if pkt else packet.Packet(data))
+                frame = frame or decode(data)
+                fields = frame.policy_fields() if frame else {}
                 if frame_selected(mirror.policy, fields):
                     copies += mirror_ports
         return dpid, ofmsgs.packet_out(ports + copies, data)
 
     def _arp_request(
-        self, dpid: int, in_port: int, src: str, req: arp.arp, data: bytes, now: float
+        self, dpid: int, in_port: int, src: str, req: Frame, data: bytes, now: float
     ) -> list[OutMsg]:
-        target = self.hosts.by_ip(req.dst_ip)
-        if target is not None and target.mac != src:
+        target = self.hosts.by_ip(req.arp_dst_ip) if req.arp_dst_ip else None
+        if target is not None and target.mac != src and req.arp_src_ip and req.arp_dst_ip:
             self.stats.arp_proxied += 1
-            reply = ofmsgs.arp_reply_bytes(src, req.src_ip, target.mac, req.dst_ip)
+            reply = ofmsgs.arp_reply_bytes(src, req.arp_src_ip, target.mac, req.arp_dst_ip)
             return [self._deliver(dpid, [in_port], reply)]
         self.stats.arp_flooded += 1
-        return self._flood_edges(dpid, in_port, ("arp", src, req.dst_ip), data, now)
+        return self._flood_edges(dpid, in_port, ("arp", src, req.arp_dst_ip), data, now)
 
     def _flood_edges(
         self, dpid: int, in_port: int, key: tuple, data: bytes, now: float
@@ -438,18 +434,3 @@ def _flow_kind(flow: PlannedFlow) -> str:
 def _group_delete(group_id: int, shadow_percent: float | None) -> Any:
     return (ofmsgs.group_delete(group_id) if shadow_percent
             else ofmsgs.ff_group_delete(group_id))
-
-
-def _frame_fields(pkt: packet.Packet) -> dict[str, Any]:
-    """The few fields mirror policy looks at, from an already parsed frame."""
-    fields: dict[str, Any] = {}
-    eth = pkt.get_protocol(ethernet.ethernet)
-    if eth is not None:
-        fields["eth_type"] = eth.ethertype
-    ip = pkt.get_protocol(ipv4.ipv4)
-    if ip is not None:
-        fields.update(ip_proto=ip.proto, src_ip=ip.src, dst_ip=ip.dst)
-    l4 = pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
-    if l4 is not None:
-        fields.update(sport=l4.src_port, dport=l4.dst_port)
-    return fields

@@ -164,7 +164,9 @@ def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
     from os_ken.topology import switches as osken_switches  # registers observe-links
 
     from controller import app as shadownet_app
+    from controller import osken_fixes
 
+    osken_fixes.apply()  # before any app sees a packet-in
     conf = osken_cfg.CONF
     conf(args=[], project="os_ken")
     conf.set_override("ofp_listen_host", ctl["ofp_listen_host"])

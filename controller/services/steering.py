@@ -33,12 +33,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp, udp
 from os_ken.ofproto import ether
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import ofmsgs
+from controller.frames import ARP_REQUEST, decode
 from controller.mirroring import FORWARD_TABLE, TO_CONTAINER_TABLE
 from controller.network_graph import NetworkGraph
 from controller.ofmsgs import OutMsg
@@ -139,29 +139,24 @@ def vip_arp_reply(svc: Service, request_src_mac: str, request_src_ip: str) -> by
 
 def parse_vip_arp(data: bytes, services: ServiceTable) -> tuple[Service, str, str] | None:
     """(service, requester MAC, requester IP) when ``data`` is an ARP request for a VIP."""
-    pkt = packet.Packet(data)
-    req = pkt.get_protocol(arp.arp)
-    if req is None or req.opcode != arp.ARP_REQUEST:
+    frame = decode(data)
+    if frame is None or frame.arp_op != ARP_REQUEST or not frame.arp_dst_ip:
         return None
-    hits = services.by_vip(req.dst_ip)
-    return (hits[0], req.src_mac, req.src_ip) if hits else None
+    hits = services.by_vip(frame.arp_dst_ip)
+    return (hits[0], frame.src, frame.arp_src_ip or "") if hits else None
 
 
 def parse_vip_flow(data: bytes, services: ServiceTable, dpid: int, in_port: int
                    ) -> tuple[Service, ClientFlow] | None:
     """(service, client flow) when ``data`` is a client packet to a VIP:port."""
-    pkt = packet.Packet(data)
-    eth, ip = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(ipv4.ipv4)
-    if eth is None or ip is None:
+    frame = decode(data)
+    proto = frame.transport if frame is not None else None
+    if frame is None or proto is None or frame.dst_ip is None or frame.dport is None:
         return None
-    l4 = pkt.get_protocol(tcp.tcp) or pkt.get_protocol(udp.udp)
-    if l4 is None:
+    hits = services.by_vip(frame.dst_ip, frame.dport, proto)
+    if not hits or frame.src_ip is None or frame.sport is None:
         return None
-    proto = "tcp" if isinstance(l4, tcp.tcp) else "udp"
-    hits = services.by_vip(ip.dst, l4.dst_port, proto)
-    if not hits:
-        return None
-    return hits[0], ClientFlow(eth.src.lower(), ip.src, l4.src_port, dpid, in_port)
+    return hits[0], ClientFlow(frame.src, frame.src_ip, frame.sport, dpid, in_port)
 
 
 # --- per-flow steering state -----------------------------------------------------

