@@ -92,9 +92,12 @@ class ShadownetApp(app_manager.OSKenApp):
         port = cfg["controller"]["wsapi_port"]
         if port:
             from webui.app import create_app
+            from webui.guard import RestSecurity
             from webui.server import ApiServer
 
-            self._api = ApiServer(create_app(self.core), cfg["controller"]["wsapi_host"], port)
+            host = cfg["controller"]["wsapi_host"]
+            security = RestSecurity.from_config(cfg["rest"], host)
+            self._api = ApiServer(create_app(self.core, security), host, port)
             self._api.start()
 
     # --- sending --------------------------------------------------------------

@@ -30,6 +30,11 @@ Example::
       flush_interval: 1.0
     prediction:
       enabled: true         # false: act on measured health only (reactive-only)
+    rest:                   # the REST API (see README, Security)
+      tokens_file: /etc/shadownet/tokens.yaml  # hashed tokens with roles
+      open_reads: false     # true: GETs need no token (changes always do)
+      allowed_hosts: []     # Host names accepted besides localhost and wsapi_host
+      max_body_bytes: 65536
     switch_shadowing:       # keep a live shadow path around critical switches
       critical: [2, 5]      # switch dpids
       sample_percent: 2     # % of flows hashed onto the shadow all the time (0..5)
@@ -43,11 +48,12 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from controller.safe_yaml import SafeYamlError, load_yaml
 
 
 class ConfigError(Exception):
@@ -93,6 +99,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "interval": Key((int, float), 10, 0.5, 3600),
         "flush_interval": Key((int, float), 1.0, 0.05, 60),
         "history_seconds": Key((int, float), 3600, 0, 10**8),
+    },
+    "rest": {
+        "tokens_file": Key(str, ""),  # empty: no tokens, so every change is refused
+        "open_reads": Key(bool, False),
+        "allowed_hosts": Key(list, [], item=str),
+        "max_body_bytes": Key(int, 65536, 256, 16 * 2**20),
     },
     "prediction": {
         # Off: services and switches move only on measured health (reactive-only).
@@ -191,6 +203,8 @@ def _check(path: str, value: Any, spec: Key, source: str) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, types):
         raise ConfigError(f"{source}: key '{path}' must be {_expected(spec)}, got {_kind(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: key '{path}' must be a finite number, got {value!r}")
     if spec.item is not None:
         return [_check_item(path, item, spec, source) for item in value]
     if spec.minimum is not None and value < spec.minimum:
@@ -213,6 +227,8 @@ def _check_item(path: str, item: Any, spec: Key, source: str) -> Any:
         raise ConfigError(f"{source}: key '{path}' must hold only "
                           f"{_PLURAL_NAMES.get(spec.item, spec.item.__name__)}, "
                           f"got {_kind(item)}")
+    if isinstance(item, float) and not math.isfinite(item):
+        raise ConfigError(f"{source}: key '{path}' must hold finite numbers, got {item!r}")
     if spec.minimum is not None and item < spec.minimum:
         raise ConfigError(f"{source}: key '{path}' must hold values >= {spec.minimum}, "
                           f"got {item!r}")
@@ -230,15 +246,17 @@ def load(path: str | Path | None) -> dict[str, dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+        data = load_yaml(path)
+    except SafeYamlError as exc:
+        raise ConfigError(str(exc)) from None
     config = validate(data, str(path))
+    if config["rest"]["tokens_file"]:
+        from controller.access import TokenFileError, load_tokens
+
+        try:
+            load_tokens(config["rest"]["tokens_file"])
+        except TokenFileError as exc:
+            raise ConfigError(f"{path}: rest.tokens_file: {exc}") from None
     from controller.mirroring import MirrorError, MirrorPolicy
 
     try:

@@ -27,9 +27,11 @@ class ChildProcess:
     name = "child"
     ready_path = "/"
 
-    def __init__(self, workdir: Path, api_port: int | None = None) -> None:
+    def __init__(self, workdir: Path, api_port: int | None = None,
+                 token: str | None = None) -> None:
         self.workdir = Path(workdir)
         self.api_port = api_port or free_port()
+        self.token = token  # sent as a bearer token on every call, the readiness check too
         self.log_path = self.workdir / f"{self.name}.log"
         self.proc: subprocess.Popen | None = None
         self.starts = 0
@@ -54,12 +56,23 @@ class ChildProcess:
                 code = self.proc.returncode
                 raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
             try:
-                urllib.request.urlopen(self.base_url + self.ready_path, timeout=2).close()
+                urllib.request.urlopen(self.request(self.ready_path), timeout=2).close()
                 return
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not answer within {timeout:.0f}s:\n"
                            f"{self.log_tail()}")
+
+    def request(self, path: str, body: Any = None, method: str | None = None
+                ) -> urllib.request.Request:
+        """A request to this child's API, with the token if there is one."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        return urllib.request.Request(self.base_url + path, data=data, method=method,
+                                      headers=headers)
 
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL if it will not go. Returns the exit status."""
@@ -94,8 +107,9 @@ class ControllerProcess(ChildProcess):
         ofp_port: int | None = None,
         api_port: int | None = None,
         hub: str | None = None,
+        token: str | None = None,
     ) -> None:
-        super().__init__(workdir, api_port)
+        super().__init__(workdir, api_port, token)
         self.db_url = db_url or f"sqlite:///{self.workdir / 'state.db'}"
         self.config_file = config_file
         self.ofp_port = ofp_port or free_port()
@@ -117,17 +131,15 @@ class ControllerProcess(ChildProcess):
         self._spawn(cmd, timeout)
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
+        with urllib.request.urlopen(self.request(path), timeout=5) as resp:
             return json.loads(resp.read())
 
     def get_text(self, path: str) -> str:
-        with urllib.request.urlopen(self.base_url + path, timeout=5) as resp:
+        with urllib.request.urlopen(self.request(path), timeout=5) as resp:
             return resp.read().decode()
 
     def post(self, path: str, body: Any) -> Any:
-        req = urllib.request.Request(self.base_url + path, data=json.dumps(body).encode(),
-                                     method="POST", headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as resp:
+        with urllib.request.urlopen(self.request(path, body, "POST"), timeout=10) as resp:
             return json.loads(resp.read())
 
 
@@ -139,9 +151,11 @@ class AgentProcess(ChildProcess):
 
     def __init__(self, workdir: Path, controller_url: str, *, tokens: Path | None = None,
                  rules: Path | None = None, api_port: int | None = None,
-                 args: list[str] | None = None) -> None:
+                 args: list[str] | None = None,
+                 controller_token_file: Path | None = None) -> None:
         super().__init__(workdir, api_port)
         self.controller_url = controller_url
+        self.controller_token_file = controller_token_file
         self.tokens, self.rules = tokens, rules
         self.args = list(args or [])
 
@@ -151,6 +165,8 @@ class AgentProcess(ChildProcess):
                "--db-url", f"sqlite:///{self.workdir / 'agent.db'}"]
         if self.tokens:
             cmd += ["--tokens", str(self.tokens)]
+        if self.controller_token_file:
+            cmd += ["--controller-token-file", str(self.controller_token_file)]
         if self.rules:
             cmd += ["--rules", str(self.rules)]
         if remove_on_exit:

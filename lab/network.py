@@ -72,18 +72,43 @@ class Lab:
         ensure_ovs()
         if shutil.which("mnexec") is None:
             raise LabError("Mininet's mnexec is missing (run 'make setup')")
-        config_file = None
-        if self.config:
-            import yaml
+        import yaml
 
-            config_file = self.workdir / "shadownet.yaml"
-            config_file.write_text(yaml.safe_dump(self.config))
-        self.controller = ControllerProcess(self.workdir, config_file=config_file, hub=self.hub)
+        admin_token = self._make_tokens()
+        config = dict(self.config or {})
+        config["rest"] = {**config.get("rest", {}), "tokens_file": str(self.tokens_file)}
+        config_file = self.workdir / "shadownet.yaml"
+        config_file.write_text(yaml.safe_dump(config))
+        self.controller = ControllerProcess(self.workdir, config_file=config_file, hub=self.hub,
+                                            token=admin_token)
         self.controller.start()
         self._start_mininet()
         if self.probe_port:
             self._add_probe_port()
         self.wait_for_discovery()
+
+    @property
+    def tokens_file(self) -> Path:
+        return self.workdir / "controller-tokens.yaml"
+
+    @property
+    def agent_token_file(self) -> Path:
+        return self.workdir / "agent.token"
+
+    def _make_tokens(self) -> str:
+        """The lab's controller tokens: an admin one for the lab itself, an agent one.
+
+        Returns the admin token; the agent's goes to ``agent_token_file`` (mode 0600).
+        """
+        from controller.access import ADMIN, AGENT, add_token
+
+        self.tokens_file.unlink(missing_ok=True)
+        admin = add_token(self.tokens_file, "lab", ADMIN)
+        agent = add_token(self.tokens_file, "lab-agent", AGENT)
+        fd = os.open(self.agent_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(agent + "\n")
+        return admin
 
     def _start_mininet(self) -> None:
         from mininet.log import setLogLevel
@@ -205,7 +230,7 @@ class Lab:
                 paths[name] = self.workdir / f"{name}.yaml"
                 paths[name].write_text(yaml.safe_dump(data))
         self.agent = AgentProcess(self.workdir, self.controller.base_url, **paths,
-                                  args=args)
+                                  args=args, controller_token_file=self.agent_token_file)
         self.agent.start()
         return self.agent
 

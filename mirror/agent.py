@@ -8,6 +8,7 @@ every change, evaluates alert rules, and serves all of it over a tenant-scoped
 REST API. An agent that restarts adopts the mirrors it already made.
 
     shadownet-agent --controller http://127.0.0.1:8080 [--api-port 8081]
+                    [--controller-token-file agent.token]
                     [--tokens tokens.yaml] [--rules rules.yaml] [--db-url URL]
 """
 
@@ -257,8 +258,10 @@ class MirrorAgent:
     def __init__(self, controller_url: str, store: HistoryStore,
                  tokens: dict[str, Principal], rules: RuleSet | None = None,
                  poll_interval: float = 1.0, apply_state: bool = True,
-                 shunt_policy: ShuntPolicy | None = None) -> None:
+                 shunt_policy: ShuntPolicy | None = None,
+                 controller_token: str | None = None) -> None:
         self.controller_url = controller_url.rstrip("/")
+        self.controller_token = controller_token  # an 'agent' role token of the controller
         self.store = store
         self.tokens = tokens
         self.rules = rules
@@ -279,8 +282,11 @@ class MirrorAgent:
     def _controller_json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         """(status, decoded JSON body or None); status 0 when it cannot be reached."""
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if self.controller_token:
+            headers["Authorization"] = f"Bearer {self.controller_token}"
         req = urllib.request.Request(self.controller_url + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
                 raw = resp.read()
@@ -433,12 +439,26 @@ class MirrorAgent:
         self.store.flush()
 
 
+def read_token_file(path: str) -> str:
+    """The one token in ``path`` (a line of printable text); ValueError naming the file."""
+    try:
+        raw = open(path, "rb").read(4097)
+    except OSError as exc:
+        raise ValueError(f"cannot read controller token file {path!r}: {exc.strerror}") from None
+    token = raw.decode("ascii", errors="replace").strip()
+    if not token or len(raw) > 4096 or not token.isprintable() or any(c.isspace() for c in token):
+        raise ValueError(f"{path}: expected one token on one line")
+    return token
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="shadownet-agent", description=__doc__.splitlines()[0])
     p.add_argument("--controller", default="http://127.0.0.1:8080",
                    help="controller REST API base URL")
     p.add_argument("--api-host", default="127.0.0.1")
     p.add_argument("--api-port", type=int, default=8081)
+    p.add_argument("--controller-token-file",
+                   help="file holding the controller token (role 'agent') this agent uses")
     p.add_argument("--tokens", help="tokens.yaml (tenant-scoped API tokens)")
     p.add_argument("--rules", help="rules.yaml (alert rules)")
     p.add_argument("--db-url", default="sqlite:////var/lib/shadownet/agent.db")
@@ -465,6 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--shunt-pps: {exc}")
     try:
         tokens = load_tokens(args.tokens) if args.tokens else {}
+        controller_token = (read_token_file(args.controller_token_file)
+                            if args.controller_token_file else None)
         rules = load_rules(args.rules) if args.rules else None
         if args.db_url.startswith("sqlite:///"):
             from pathlib import Path
@@ -472,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(args.db_url[len("sqlite:///"):]).expanduser().parent.mkdir(
                 parents=True, exist_ok=True)
         store = HistoryStore(args.db_url)
-    except (TokenFileError, RuleError, HistoryStoreError, FileNotFoundError) as exc:
+    except (TokenFileError, RuleError, HistoryStoreError, FileNotFoundError, ValueError) as exc:
         print(f"shadownet-agent: error: {exc}", file=sys.stderr)
         return 2
     # The applier's netlink calls drop the GIL, and with the default 5 ms switch interval
@@ -482,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     agent = MirrorAgent(args.controller, store, tokens, rules, args.poll_interval,
-                        shunt_policy=shunt_policy)
+                        shunt_policy=shunt_policy, controller_token=controller_token)
     from mirror.observability import serve
 
     server = serve(agent, args.api_host, args.api_port)

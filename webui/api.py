@@ -7,6 +7,9 @@ from typing import Any
 from flask import Blueprint, Response, abort, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from controller.access import ADMIN, AGENT, OPERATOR
+from webui.guard import allow, json_body, may_read, public
+
 api = Blueprint("api", __name__)
 
 _FLOW_FILTERS = ("dpid", "status", "mac", "cookie", "limit")
@@ -82,12 +85,11 @@ def mirrors():
 
 
 @api.post("/api/mirrors")
+@allow(AGENT, ADMIN)
 def add_mirror():
     from controller.mirroring import MirrorError
 
-    body = request.get_json(silent=True)
-    if body is None:
-        abort(400, description="body must be a JSON object describing the mirror")
+    body = json_body("a JSON object describing the mirror")
     try:
         mirror, msgs = _core().add_mirror(body)
     except MirrorError as exc:
@@ -97,6 +99,7 @@ def add_mirror():
 
 
 @api.delete("/api/mirrors/<container>")
+@allow(AGENT, ADMIN)
 def delete_mirror(container: str):
     msgs = _core().remove_mirror(container)
     if msgs is None:
@@ -114,13 +117,12 @@ def shunts(container: str):
 
 
 @api.post("/api/mirrors/<container>/shunts")
+@allow(AGENT, ADMIN)
 def add_shunt(container: str):
     """Stop copying a connection's bulk segments (the agent asks for its elephants)."""
     from controller.mirroring import MirrorError
 
-    body = request.get_json(silent=True)
-    if body is None:
-        abort(400, description="body must be a JSON object naming the connection")
+    body = json_body("a JSON object naming the connection")
     try:
         view, created, msgs = _core().add_shunt(container, body)
     except KeyError:
@@ -132,6 +134,7 @@ def add_shunt(container: str):
 
 
 @api.delete("/api/mirrors/<container>/shunts/<shunt_id>")
+@allow(AGENT, ADMIN)
 def delete_shunt(container: str, shunt_id: str):
     msgs = _core().remove_shunt(container, shunt_id)
     if msgs is None:
@@ -146,10 +149,11 @@ def services():
 
 
 @api.post("/api/services")
+@allow(ADMIN)
 def add_service():
     from controller.services.service import ServiceError
 
-    body = request.get_json(silent=True)
+    body = json_body("a JSON object describing the service")
     if not isinstance(body, dict):
         abort(400, description="body must be a JSON object describing the service")
     try:
@@ -172,10 +176,11 @@ def service_shadow(name: str):
 
 
 @api.post("/api/services/<name>/switch")
+@allow(OPERATOR, ADMIN)
 def switch_service(name: str):
     from controller.services.service import ServiceError
 
-    body = request.get_json(silent=True)
+    body = json_body("a JSON object with the target 'node' name")
     if not isinstance(body, dict) or not isinstance(body.get("node"), str):
         abort(400, description="body must be a JSON object with the target 'node' name")
     try:
@@ -187,8 +192,9 @@ def switch_service(name: str):
 
 
 @api.post("/api/hosts/<host>/health")
+@allow(AGENT, OPERATOR, ADMIN)
 def set_health(host: str):
-    body = request.get_json(silent=True)
+    body = json_body("a JSON object with a boolean 'healthy'")
     if not isinstance(body, dict) or not isinstance(body.get("healthy"), bool):
         abort(400, description="body must be a JSON object with a boolean 'healthy'")
     reason = body.get("reason", "")
@@ -204,9 +210,12 @@ def switch_shadowing():
 
 
 @api.get("/api/health")
+@public
 def health():
+    """Liveness for anyone (status only); the whole report for those who may read."""
     report = _core().health()
-    return jsonify(report), 200 if report["status"] == "ok" else 503
+    code = 200 if report["status"] == "ok" else 503
+    return jsonify(report if may_read() else {"status": report["status"]}), code
 
 
 @api.get("/metrics")

@@ -12,14 +12,20 @@ from typing import Any
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
+from webui import guard
 from webui.api import api
 from webui.dashboard import dashboard
+from webui.guard import RestSecurity
 
 
-def create_app(core: Any, testing: bool = False) -> Flask:
+def create_app(core: Any, security: RestSecurity | None = None,
+               testing: bool = False) -> Flask:
+    """The API and dashboard around ``core``, behind ``security``'s gate
+    (the default has no tokens: every change and every read is refused)."""
     app = Flask(__name__)
     app.config.update(TESTING=testing, JSON_SORT_KEYS=False)
     app.extensions["shadownet_core"] = core
+    guard.install(app, security or RestSecurity())
     app.register_blueprint(api)
     app.register_blueprint(dashboard)
 

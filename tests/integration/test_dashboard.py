@@ -66,7 +66,7 @@ class TestDashboard(LabTest):
 
     def test_dashboard_shows_switches_hosts_and_flows(self, lab):
         assert lab.net.pingAll(timeout="3") == 0
-        dom = render(lab.controller.base_url + "/")
+        dom = render(f"{lab.controller.base_url}/#token={lab.controller.token}")
         assert "status: ok" in dom, summary(dom)
         assert table_rows(dom, "switches") == 4
         assert table_rows(dom, "hosts") == 4
@@ -87,7 +87,7 @@ class TestDashboardFailover(LabTest):
     def test_dashboard_shows_services_critical_switches_and_events(self, lab):
         assert lab.net.pingAll(timeout="3") == 0
         lab.controller.post("/api/services/web/switch", {"node": "h3"})
-        dom = render(lab.controller.base_url + "/")
+        dom = render(f"{lab.controller.base_url}/#token={lab.controller.token}")
         assert table_rows(dom, "services") == 1 and "10.0.0.100:80" in dom
         assert table_rows(dom, "critical") == 1
         assert "web: switchover" in dom

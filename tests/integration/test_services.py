@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
-
 import pytest
 
 from lab.network import Lab
@@ -28,13 +25,6 @@ def serve_name(host) -> int:
     return int(out.strip().split()[-1])
 
 
-def post(base: str, path: str, body: dict) -> dict:
-    req = urllib.request.Request(base + path, data=json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
-
-
 class TestServiceVip(LabTest):
     TOPO = "linear,3"
     CONFIG = {"services": [SERVICE], "reconcile": {"interval": 1}}
@@ -50,7 +40,7 @@ class TestServiceVip(LabTest):
             services = lab.controller.get("/api/services")
             assert services[0]["active_node"] == "h2" and services[0]["flows"] >= 1
 
-            result = post(lab.controller.base_url, "/api/services/web/switch", {"node": "h3"})
+            result = lab.controller.post("/api/services/web/switch", {"node": "h3"})
             assert result["active_node"] == "h3"
             # New connections (and, stateless, the existing ones) now reach h3.
             assert wait_for(lambda: h1.cmd(curl).strip() == "h3", timeout=15), h1.cmd(curl)

@@ -9,8 +9,8 @@ from controller.mirroring import MirrorError
 from controller.reconciler import ObservedFlow
 from tests.unit.fakes import connect_ring
 from tests.unit.packets import arp_request, mac, ping
+from tests.unit.rest import client as rest_client
 from tests.unit.test_mirroring import MIRROR_PORT, registration
-from webui.app import create_app
 
 CONN = {"local_ip": "10.0.0.1", "local_port": 40000, "remote_ip": "10.0.0.3",
         "remote_port": 5201}
@@ -108,7 +108,7 @@ def test_bad_shunt_names_the_field(setup, body, field):
 
 def test_rest_shunts(setup):
     core, _ = setup
-    client = create_app(core, testing=True).test_client()
+    client = rest_client(core)
     assert client.post("/api/mirrors/h1/shunts", json=CONN).status_code == 201
     assert client.post("/api/mirrors/h1/shunts", json=CONN).status_code == 200
     listed = client.get("/api/mirrors/h1/shunts").json

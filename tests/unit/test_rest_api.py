@@ -9,7 +9,7 @@ from controller.forwarding import ForwardingSettings
 from controller.state_store import StateStore
 from tests.unit.fakes import connect_ring
 from tests.unit.packets import mac, ping
-from webui.app import create_app
+from tests.unit.rest import client as rest_client
 
 
 @pytest.fixture()
@@ -23,7 +23,7 @@ def core(tmp_path):
 
 @pytest.fixture()
 def client(core):
-    return create_app(core, testing=True).test_client()
+    return rest_client(core)
 
 
 def test_topology_endpoints(client):
@@ -89,13 +89,11 @@ def test_metrics(client):
 
 
 def test_internal_error_is_json_without_trace(core):
-    app = create_app(core, testing=False)
-
     def boom():
         raise RuntimeError("secret detail")
 
     core.switches = boom
-    resp = app.test_client().get("/api/switches")
+    resp = rest_client(core).get("/api/switches")
     assert resp.status_code == 500 and resp.is_json
     assert "secret detail" not in resp.get_data(as_text=True)
 
@@ -111,6 +109,6 @@ def test_switch_shadowing_report(tmp_path):
                           switch_shadowing={"critical": [2], "sample_percent": 2})
     connect_ring(core)
     core.switch_tick()  # sends the first probes; no evidence yet
-    body = create_app(core, testing=True).test_client().get("/api/switches/shadowing").json
+    body = rest_client(core).get("/api/switches/shadowing").json
     assert body["critical"] == [2] and body["drained"] == [] and body["events"] == []
     assert body["sample_percent"] == 2

@@ -10,8 +10,8 @@ from controller import config
 from controller.core import ControllerCore
 from tests.unit.fakes import connect_ring
 from tests.unit.packets import ip, mac
+from tests.unit.rest import client as rest_client
 from tests.unit.test_services_steering import VIP, syn
-from webui.app import create_app
 
 SERVICE = {"name": "web", "vip": VIP, "port": 80, "mode": "stateful",
            "primary": {"name": "h2", "ip": ip(2), "mac": mac(2)},
@@ -55,7 +55,7 @@ def test_new_flow_to_the_vip_is_pinned_to_the_primary(core):
 
 
 def test_rest_services(core):
-    client = create_app(core, testing=True).test_client()
+    client = rest_client(core)
     listed = client.get("/api/services").json
     assert listed[0]["name"] == "web" and listed[0]["active_node"] == "h2"
     resp = client.post("/api/services/web/switch", json={"node": "h3"})
