@@ -93,7 +93,7 @@ def load_tokens(path: str | Path) -> dict[str, Principal]:
     """Read a tokens file: digest -> principal. Raises :class:`TokenFileError`."""
     p = Path(path)
     try:
-        data = load_yaml(p)
+        data = load_yaml(p, what="tokens file")
     except SafeYamlError as exc:
         raise TokenFileError(str(exc)) from None
     return parse_tokens(data, str(p))

@@ -243,10 +243,10 @@ def load(path: str | Path | None) -> dict[str, dict[str, Any]]:
     if path is None:
         return defaults()
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"config file {str(path)!r} not found")
     try:
-        data = load_yaml(path)
+        data = load_yaml(path, what="config file")
     except SafeYamlError as exc:
         raise ConfigError(str(exc)) from None
     config = validate(data, str(path))

@@ -15,11 +15,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from controller import mirror_shunt, mirroring, ofmsgs
 from controller.forwarding import Forwarder, ForwardingSettings, OutMsg
 from controller.host_table import HostTable
 from controller.metrics import ControllerMetrics
-from controller.mirroring import Mirror, MirrorPolicy
+from controller.mirroring import Mirror, MirrorError, MirrorPolicy
 from controller.network_graph import Link, NetworkGraph
 from controller.port_stats import PortCounters, PortStats
 from controller.reconciler import ObservedFlow, reconcile
@@ -322,6 +324,7 @@ class ControllerCore:
         """Register a container's mirror port (raises MirrorError on bad input)."""
         with self.lock:
             mirror = Mirror.from_dict(data, self.mirror_policy)
+            self._check_mirror_ports(mirror)
             if not mirror.policy.applies_to(mirror.tenant):
                 mirror.policy = MirrorPolicy(protocols=["arp"], sample=1.0)
                 LOG.info("mirror %s: tenant %s not selected by policy; ARP only",
@@ -336,6 +339,32 @@ class ControllerCore:
             if self.store is not None:
                 self.store.save_mirror(mirror.as_dict())
             return mirror.as_dict(), self._counted(msgs)
+
+    def _check_mirror_ports(self, mirror: Mirror) -> None:
+        """The ids of a mirror must name the live network, and the mirror port must be
+        nobody else's: copying a host's traffic to another host's port would hand it
+        over, and a mirror port's read-only guard would black-hole that host."""
+        dpid = mirror.dpid
+        if not self.graph.has_switch(dpid):
+            raise MirrorError(f"mirror: switch {dpid} is not connected")
+        if not self.graph.is_port_up(dpid, mirror.container_port):
+            raise MirrorError(f"mirror: switch {dpid} has no port {mirror.container_port}")
+        for name, port in (("container_port", mirror.container_port),
+                           ("mirror_port", mirror.mirror_port)):
+            if self.graph.is_link_port(dpid, port):
+                raise MirrorError(f"mirror: {name} {port} on switch {dpid} links to "
+                                  "another switch")
+        for host in self.hosts.all():
+            # A host with an address (a mirror's own veth may announce itself over
+            # IPv6 before it is registered and guarded, but it has no IPv4 address).
+            if (host.dpid, host.port) == (dpid, mirror.mirror_port) and host.ips:
+                raise MirrorError(f"mirror: mirror_port {mirror.mirror_port} on switch {dpid} "
+                                  f"faces host {host.mac}")
+        for other in self.forwarder.mirrors.all():
+            if other.container != mirror.container and (other.dpid, other.container_port) == (
+                    dpid, mirror.mirror_port):
+                raise MirrorError(f"mirror: mirror_port {mirror.mirror_port} on switch {dpid} "
+                                  f"is container {other.container!r}'s port")
 
     def send(self, msgs: list[OutMsg]) -> None:
         if self.sender is not None and msgs:
@@ -439,9 +468,17 @@ class ControllerCore:
             self._saved_service_state.update(service_state)
         if self.store is not None and (rows or hosts or pruned or shadow or deleted_shadow
                                        or service_state):
-            self.store.save(flows=rows, hosts=hosts, deleted_flow_ids=pruned,
-                            shadow=shadow, deleted_shadow=deleted_shadow,
-                            service_state=service_state)
+            batch = {"flows": rows, "hosts": hosts, "deleted_flow_ids": pruned,
+                     "shadow": shadow, "deleted_shadow": deleted_shadow,
+                     "service_state": service_state}
+            try:
+                self.store.save(**batch)
+            except (SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
+                # One bad row must not lose the rest of the batch: retry row by row.
+                LOG.error("state flush failed (%s: %s); saving row by row",
+                          type(exc).__name__, str(exc)[:200])
+                for refused in self.store.save_each(**batch):
+                    LOG.error("state flush: not saved: %s", refused)
         return len(rows)
 
     # --- queries for the REST API -------------------------------------------

@@ -36,6 +36,9 @@ _ETH_IP, _ETH_ARP = 0x0800, 0x0806
 _PROTO_NUM = {"icmp": 1, "tcp": 6, "udp": 17}
 
 
+OFPP_MAX = 0xFFFFFF00  # the highest physical port number in OpenFlow 1.3
+
+
 class MirrorError(ValueError):
     """A mirror registration or policy is invalid; the message names the field."""
 
@@ -50,6 +53,8 @@ class MirrorPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, where: str = "policy") -> MirrorPolicy:
+        if data is not None and not isinstance(data, dict):
+            raise MirrorError(f"{where}: must be a mapping, got {type(data).__name__}")
         data = dict(data or {})
         unknown = set(data) - {"protocols", "ports", "cidrs", "sample", "tenants"}
         if unknown:
@@ -123,6 +128,22 @@ class Mirror:
         unknown = set(data) - set(required) - {"ips", "netns", "policy"}
         if unknown:
             raise MirrorError(f"mirror: unknown field {sorted(unknown)[0]!r}")
+        if not 0 <= data["dpid"] < 1 << 64:
+            raise MirrorError(f"mirror: field 'dpid' must be a 64-bit datapath id, "
+                              f"got {data['dpid']}")
+        for name in ("container_port", "mirror_port"):
+            # OpenFlow 1.3 physical ports are 1..OFPP_MAX (0xffffff00); anything larger
+            # would wrap on the wire (2**32 + 1 went out as port 1).
+            if not 1 <= data[name] <= OFPP_MAX:
+                raise MirrorError(f"mirror: field {name!r} must be a port number from 1 to "
+                                  f"{OFPP_MAX}, got {data[name]}")
+        if data["container_port"] == data["mirror_port"]:
+            raise MirrorError("mirror: 'mirror_port' must differ from 'container_port'")
+        if data.get("policy") is not None and not isinstance(data["policy"], dict):
+            raise MirrorError("mirror: field 'policy' must be a JSON object")
+        for name in ("container", "tenant", "netns"):
+            if len(str(data.get(name, ""))) > 128:
+                raise MirrorError(f"mirror: field {name!r} is longer than 128 characters")
         policy = (MirrorPolicy.from_dict(data["policy"], "mirror.policy")
                   if data.get("policy") is not None else default_policy)
         return cls(

@@ -24,7 +24,24 @@ class SafeYamlError(ValueError):
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses aliases (``*name``): no expansion bombs."""
+    """A SafeLoader that refuses aliases (``*name``: no expansion bombs) and a key
+    given twice in one mapping (YAML would silently keep the last: a token listed
+    twice became whatever its second entry said)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if duplicate:
+                shown = str(key)[:4] + "…" if len(str(key)) > 8 else str(key)
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {shown!r} appears twice", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(AliasEvent):
@@ -47,8 +64,9 @@ def loads_yaml(text: str, source: str = "yaml") -> Any:
         raise SafeYamlError(f"{source}: invalid YAML{where}: {str(problem)[:200]}") from None
 
 
-def load_yaml(path: str | Path, max_bytes: int = MAX_BYTES) -> Any:
-    """Read and parse a YAML file (see the module docstring for what is refused)."""
+def load_yaml(path: str | Path, max_bytes: int = MAX_BYTES, what: str = "file") -> Any:
+    """Read and parse a YAML file (see the module docstring for what is refused);
+    ``what`` names the kind of file in the message when it cannot be read."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -58,7 +76,7 @@ def load_yaml(path: str | Path, max_bytes: int = MAX_BYTES) -> Any:
     except IsADirectoryError:
         raise SafeYamlError(f"{p}: is a directory, not a YAML file") from None
     except OSError as exc:
-        raise SafeYamlError(f"cannot read {str(p)!r}: {exc.strerror}") from None
+        raise SafeYamlError(f"cannot read {what} {str(p)!r}: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

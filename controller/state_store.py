@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from controller.host_table import Host
 from controller.signature_table import FlowSignature
@@ -49,11 +50,35 @@ class Base(DeclarativeBase):
     pass
 
 
+class Uint64(TypeDecorator[int]):
+    """An OpenFlow uint64 (datapath id, packet and byte counters) in a signed BIGINT.
+
+    SQL's BIGINT stops at 2**63 - 1, but OVS takes any 64-bit datapath id and
+    counters run to 2**64 - 1. A dpid of 2**63 or more used to fail the whole
+    flush it was in, and that flush's other rows were lost. Stored here as the
+    same 64 bits read as signed (two's complement): every value below 2**63 is
+    stored as itself, so existing databases read unchanged.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        if not 0 <= value < 1 << 64:
+            raise ValueError(f"{value} is not an unsigned 64-bit value")
+        return value - (1 << 64) if value >= 1 << 63 else value
+
+    def process_result_value(self, value: int | None, dialect: Any) -> int | None:
+        return None if value is None else value + (1 << 64) if value < 0 else value
+
+
 class FlowRow(Base):
     __tablename__ = "flow_signatures"
 
     entry_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    dpid: Mapped[int] = mapped_column(BigInteger, index=True)
+    dpid: Mapped[int] = mapped_column(Uint64, index=True)
     table_id: Mapped[int] = mapped_column(Integer)
     priority: Mapped[int] = mapped_column(Integer)
     match: Mapped[dict] = mapped_column(JSON)
@@ -68,8 +93,8 @@ class FlowRow(Base):
     kind: Mapped[str] = mapped_column(String(16), default="forward")
     path: Mapped[list] = mapped_column(JSON)
     path_key: Mapped[str] = mapped_column(String(64), index=True)
-    packets: Mapped[int] = mapped_column(BigInteger)
-    bytes: Mapped[int] = mapped_column(BigInteger)
+    packets: Mapped[int] = mapped_column(Uint64)
+    bytes: Mapped[int] = mapped_column(Uint64)
     created: Mapped[float] = mapped_column(Float)
     last_seen: Mapped[float] = mapped_column(Float)
     installed_at: Mapped[float] = mapped_column(Float)
@@ -82,7 +107,7 @@ class HostRow(Base):
     __tablename__ = "hosts"
 
     mac: Mapped[str] = mapped_column(String(17), primary_key=True)
-    dpid: Mapped[int] = mapped_column(BigInteger)
+    dpid: Mapped[int] = mapped_column(Uint64)
     port: Mapped[int] = mapped_column(BigInteger)
     ips: Mapped[str] = mapped_column(String(1024))
     first_seen: Mapped[float] = mapped_column(Float)
@@ -109,7 +134,7 @@ class ShadowRow(Base):
     client_ip: Mapped[str] = mapped_column(String(64), primary_key=True)
     client_port: Mapped[int] = mapped_column(Integer, primary_key=True)
     primary: Mapped[str] = mapped_column(String(128))
-    client_dpid: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    client_dpid: Mapped[int | None] = mapped_column(Uint64, nullable=True)
     client_mac: Mapped[str | None] = mapped_column(String(17), nullable=True)
     shadows: Mapped[list] = mapped_column(JSON)
     created: Mapped[float] = mapped_column(Float)
@@ -246,6 +271,37 @@ class StateStore:
                     ShadowRow.service == service, ShadowRow.client_ip == client_ip,
                     ShadowRow.client_port == client_port))
             _delete_keys(session, FlowRow.entry_id, list(deleted_flow_ids))
+
+    def save_each(
+        self,
+        flows: Iterable[FlowSignature] = (),
+        hosts: Iterable[Host] = (),
+        deleted_flow_ids: Iterable[int] = (),
+        shadow: Iterable[Mapping[str, Any]] = (),
+        deleted_shadow: Iterable[tuple[str, str, int]] = (),
+        service_state: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[str]:
+        """:meth:`save`, one row per transaction: what a failed batch falls back to.
+
+        One row the database refuses then costs that row only, not the batch
+        it came in. Returns a description of each refused row.
+        """
+        refused: list[str] = []
+        parts: list[tuple[str, dict[str, Any]]] = []
+        parts += [(f"flow {e.entry_id}", {"flows": [e]}) for e in flows]
+        parts += [(f"host {h.mac}", {"hosts": [h]}) for h in hosts]
+        parts += [(f"shadow entry {r.get('service')}/{r.get('client_ip')}", {"shadow": [r]})
+                  for r in shadow]
+        parts += [(f"service {name}", {"service_state": {name: st}})
+                  for name, st in (service_state or {}).items()]
+        parts.append(("deletions", {"deleted_flow_ids": list(deleted_flow_ids),
+                                    "deleted_shadow": list(deleted_shadow)}))
+        for what, kwargs in parts:
+            try:
+                self.save(**kwargs)
+            except (SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
+                refused.append(f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
+        return refused
 
     def load_mirrors(self) -> list[dict]:
         with Session(self.engine) as session:

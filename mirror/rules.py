@@ -25,13 +25,14 @@ only as ``resolved`` once its condition stops holding.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from controller.safe_yaml import SafeYamlError, load_yaml
 
 SEVERITIES = ("info", "warning", "critical")
 COMMON_FIELDS = {"name", "type", "severity", "labels", "webhook", "mark_unhealthy",
@@ -207,6 +208,8 @@ def _check_field(where: str, fname: str, kind: str, value: Any) -> Any:
     if kind in ("fraction", "count", "seconds"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad("a number")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise bad("a finite number")
         if value < 0:
             raise bad("a non-negative number")
         if kind == "fraction" and value > 1:
@@ -290,9 +293,7 @@ def load_rules(path: str | os.PathLike[str]) -> RuleSet:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise RuleError(f"{path.name}: not valid YAML{where}") from None
+        data = load_yaml(path, what="rules file")
+    except SafeYamlError as exc:
+        raise RuleError(str(exc)) from None
     return parse_rules(data, path.name)

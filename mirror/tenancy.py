@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from controller.safe_yaml import SafeYamlError, load_yaml
 
 
 class TokenFileError(ValueError):
@@ -33,11 +33,9 @@ class Principal:
 def load_tokens(path: str | Path) -> dict[str, Principal]:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise TokenFileError(f"cannot read token file {str(path)!r}: {exc.strerror}") from None
-    except yaml.YAMLError:
-        raise TokenFileError(f"{path}: invalid YAML") from None
+        data = load_yaml(path, what="token file")
+    except SafeYamlError as exc:
+        raise TokenFileError(str(exc)) from None
     return parse_tokens(data, str(path))
 
 

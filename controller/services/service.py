@@ -29,6 +29,7 @@ the key, like the rest of the configuration::
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 import zlib
 from collections.abc import Iterable, Mapping
@@ -377,14 +378,22 @@ def _int(value: Any, path: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ServiceError(f"{path}: must be an integer, got {_kind(value)}")
     if not low <= value <= high:
-        raise ServiceError(f"{path}: must be between {low} and {high}, got {value}")
+        shown = str(value) if abs(value) < 10**20 else f"an integer of {len(str(value))} digits"
+        raise ServiceError(f"{path}: must be between {low} and {high}, got {shown}")
     return value
 
 
 def _number(value: Any, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ServiceError(f"{path}: must be a number, got {_kind(value)}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a 400-digit integer
+        raise ServiceError(f"{path}: must be a finite number, got an integer of "
+                           f"{len(str(value))} digits") from None
+    if not math.isfinite(number):  # NaN compares false with every bound, and breaks JSON
+        raise ServiceError(f"{path}: must be a finite number, got {value!r}")
+    return number
 
 
 def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:

@@ -142,7 +142,7 @@ def test_duplicate_names_and_invalid_yaml(tmp_path):
         parse_rules([{"name": "a", "type": "mac_change"}, {"name": "a", "type": "mac_change"}])
     bad = tmp_path / "r.yaml"
     bad.write_text("rules: [\n  - {name: a\n")
-    with pytest.raises(RuleError, match="not valid YAML"):
+    with pytest.raises(RuleError, match="invalid YAML at line 2"):
         load_rules(bad)
     with pytest.raises(FileNotFoundError):
         load_rules(tmp_path / "missing.yaml")

@@ -144,3 +144,34 @@ def test_port_conflict_refused(setup):
     core.add_mirror(registration())
     with pytest.raises(MirrorError, match="already belongs"):
         core.add_mirror(registration() | {"container": "h2", "mac": mac(2)})
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"dpid": 99}, "switch 99 is not connected"),
+    ({"dpid": 2**64}, "64-bit datapath id"),
+    ({"container_port": 7}, "has no port 7"),
+    ({"mirror_port": 2**32 + 1}, "port number from 1 to"),  # wrapped to port 1 on the wire
+    ({"container_port": 0}, "port number from 1 to"),
+    ({"mirror_port": 2}, "links to another switch"),  # the ring's inter-switch port
+    ({"mirror_port": 1}, "must differ"),
+    ({"policy": ["arp"]}, "'policy' must be a JSON object"),
+    ({"container": "x" * 200}, "longer than 128"),
+])
+def test_registration_must_name_the_live_network(setup, change, needle):
+    core, _ = setup
+    with pytest.raises(MirrorError, match=needle):
+        core.add_mirror({**registration(), **change})
+    assert core.forwarder.mirrors.get("h1") is None
+
+
+def test_a_mirror_port_may_not_be_a_hosts_port_or_another_containers(setup):
+    """Naming another host's port would copy traffic to it, and black-hole that host."""
+    core, net = setup
+    net.send(core.port_changed(1, 4, True))
+    core.packet_in(1, 4, arp_request(5, 1))  # host 10.0.0.5 sits on switch 1, port 4
+    with pytest.raises(MirrorError, match="faces host"):
+        core.add_mirror({**registration(), "mirror_port": 4})
+    net.send(core.add_mirror(registration())[1])
+    with pytest.raises(MirrorError, match="is container 'h1'"):
+        core.add_mirror({**registration(), "container": "h9", "container_port": 4,
+                         "mirror_port": 1})

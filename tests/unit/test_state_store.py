@@ -1,0 +1,32 @@
+"""The state store: OpenFlow's unsigned 64-bit values, and one bad row never losing a batch."""
+
+from __future__ import annotations
+
+from controller.core import ControllerCore
+from controller.host_table import Host
+from controller.signature_table import FlowSignature
+from controller.state_store import StateStore
+
+BIG_DPID = 2**63 + 5  # OVS takes any 64-bit datapath id
+
+
+def test_unsigned_64_bit_dpids_and_counters_round_trip(tmp_path):
+    store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
+    flow = FlowSignature(1, BIG_DPID, {"eth_dst": "00:00:00:00:00:01"}, 1,
+                         packets=2**64 - 1, bytes=2**63)
+    small = FlowSignature(2, 7, {"eth_dst": "00:00:00:00:00:02"}, 2)
+    store.save(flows=[flow, small], hosts=[Host("00:00:00:00:00:01", BIG_DPID, 1)])
+    loaded = {f.entry_id: f for f in store.load_flows()}
+    assert loaded[1].dpid == BIG_DPID and loaded[1].packets == 2**64 - 1
+    assert loaded[1].bytes == 2**63 and loaded[2].dpid == 7
+    assert store.load_hosts()[0].dpid == BIG_DPID
+
+
+def test_a_row_the_database_refuses_costs_only_that_row(tmp_path):
+    store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
+    core = ControllerCore(store)
+    core.table.upsert(1, {"eth_dst": "00:00:00:00:00:01"}, 1)
+    core.table.upsert(2**64, {"eth_dst": "00:00:00:00:00:02"}, 1)  # not a uint64
+    core.table.upsert(3, {"eth_dst": "00:00:00:00:00:03"}, 1)
+    core.flush()
+    assert sorted(f.dpid for f in store.load_flows()) == [1, 3]
