@@ -40,8 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CliError, ValueError, FileNotFoundError, PermissionError) as exc:
+    except (CliError, ValueError) as exc:
         print(f"shadownet: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path that is a directory, unwritable, missing, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"shadownet: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("shadownet: interrupted", file=sys.stderr)

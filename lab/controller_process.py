@@ -147,7 +147,7 @@ class AgentProcess(ChildProcess):
     """The per-host mirroring agent (``shadownet-agent``)."""
 
     name = "agent"
-    ready_path = "/metrics"
+    ready_path = "/health"
 
     def __init__(self, workdir: Path, controller_url: str, *, tokens: Path | None = None,
                  rules: Path | None = None, api_port: int | None = None,

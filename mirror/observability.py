@@ -2,8 +2,10 @@
 
 Every ``/api`` request carries ``Authorization: Bearer TOKEN``. A token is
 scoped to one tenant: it lists and reads that tenant's containers, and gets
-403 for another tenant's; an admin token reads everything. ``/metrics`` is for
-the local Prometheus and needs no token.
+403 for another tenant's; an admin token reads everything. ``/metrics`` needs
+a token too (its labels name every container and tenant): an admin token
+scrapes every mirror, a tenant's token its own. ``/health`` needs none and
+says only that the agent is up.
 """
 
 from __future__ import annotations
@@ -26,12 +28,17 @@ def _agent() -> Any:
 
 @api.before_request
 def _authenticate() -> None:
+    g.principal = _principal()
+
+
+def _principal() -> Any:
+    """The caller's principal; 401 without a known token."""
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else None
     principal = _agent().tokens.get(token) if token else None
     if principal is None:
         abort(401, description="a valid 'Authorization: Bearer TOKEN' header is required")
-    g.principal = principal
+    return principal
 
 
 def _mirror(container: str) -> Any:
@@ -121,8 +128,9 @@ def alerts():
 class _MirrorCollector:
     """Per-mirror gauges read at scrape time (no hot-path cost)."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: Any, principal: Any) -> None:
         self.agent = agent
+        self.principal = principal  # who scrapes: only their tenants' mirrors are shown
 
     def collect(self):
         labels = ["container", "tenant"]
@@ -143,6 +151,8 @@ class _MirrorCollector:
                 "Packets counted by the switch for shunted connections", labels=labels),
         }
         for m in list(self.agent.mirrors.values()):
+            if not self.principal.may_read(m.record.tenant):
+                continue
             key = [m.record.container, m.record.tenant]
             s = m.summary()
             fams["packets"].add_metric(key, s["packets"])
@@ -159,12 +169,16 @@ def create_app(agent: Any) -> Flask:
     app = Flask(__name__)
     app.extensions["shadownet_agent"] = agent
     app.register_blueprint(api)
-    registry = CollectorRegistry()
-    registry.register(_MirrorCollector(agent))
 
     @app.get("/metrics")
     def metrics():
+        registry = CollectorRegistry()
+        registry.register(_MirrorCollector(agent, _principal()))
         return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/health")
+    def health():
+        return jsonify(status="ok")
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

@@ -155,6 +155,8 @@ class PcapReader:
         ifaces: list[tuple[int, float]] = []  # (linktype, seconds per tick)
         for btype, off, blen in self._blocks():
             if btype == 6:
+                if blen < 32:
+                    raise self._err("truncated enhanced packet block", off)
                 iface, hi, lo, caplen, orig = epb.unpack_from(buf, off + 8)
                 if iface >= len(ifaces):
                     raise self._err(f"packet on undeclared interface {iface}", off)
@@ -168,6 +170,8 @@ class PcapReader:
             elif btype == 3:
                 if not ifaces:
                     raise self._err("simple packet block before any interface", off)
+                if blen < 16:
+                    raise self._err("truncated simple packet block", off)
                 orig = struct.unpack_from(e + "I", buf, off + 8)[0]
                 caplen = min(orig, blen - 16)
                 yield 0.0, buf[off + 12:off + 12 + caplen], orig

@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--nab", type=Path, metavar="DIR", help="train on the NAB corpus windows")
     src.add_argument("--csv", type=Path, nargs="+", metavar="FILE", help="labelled wide CSVs")
     train.add_argument("--label-column", default="label", help="0/1 column in the CSVs")
-    train.add_argument("-o", "--output", type=Path, required=True, help="model file (joblib)")
+    train.add_argument("-o", "--output", type=Path, required=True, help="model file (skops)")
     train.set_defaults(func=cmd_train)
 
 

@@ -6,10 +6,14 @@ symptom is worth and turns them into a *calibrated* probability (isotonic
 calibration on held-out folds), which is what the controller needs to compare
 against a cost of moving traffic.
 
-Model files are written with joblib and carry a format name, a format version,
-the feature list and a description of the training data.  Loading refuses any
-file whose version or features do not match this code, with a message saying
-what to do, instead of silently mis-reading features.
+Model files are written with skops, not pickle: loading a pickle (joblib) runs
+whatever code the file names, so ``predict score --model`` on a file from
+elsewhere was a way to run code. A skops file is a zip of JSON and arrays; it
+is loaded only if every type in it is one this module trusts
+(:data:`TRUSTED_TYPES`: scikit-learn's own, named one by one). The file
+carries a format name, a format version, the feature list and a description
+of the training data; loading refuses any file whose version or features do
+not match this code, with a message saying what to do.
 """
 
 from __future__ import annotations
@@ -20,14 +24,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import sklearn
+import skops.io as sio
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 MODEL_FORMAT = "shadownet-predictive-model"
-MODEL_VERSION = 3
+MODEL_VERSION = 4  # 4: skops instead of joblib (pickle)
+# The types beyond skops' defaults that a model file may hold: scikit-learn's own
+# classes, named one by one. Anything else in a file (a callable, a foreign class)
+# makes loading fail before any of it is built.
+TRUSTED_TYPES = (
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
 
 #: Per-row features, in the order the model sees them.  Produced by
 #: :meth:`predictive.detector.EntityDetector.features`.
@@ -125,12 +136,12 @@ class FailureModel:
         return float(self.predict_proba(np.asarray(features, dtype=np.float64)[None, :])[0])
 
     def save(self, path: str | Path) -> Path:
-        """Write the model with its format version and feature list (joblib)."""
+        """Write the model with its format version and feature list (skops)."""
         if not self.fitted:
             raise ValueError("refusing to save an untrained model")
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(
+        sio.dump(
             {
                 "format": MODEL_FORMAT,
                 "version": MODEL_VERSION,
@@ -149,9 +160,19 @@ class FailureModel:
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"{p}: model file not found")
+        if p.is_dir():
+            raise ValueError(f"{p}: is a directory, not a model file")
         try:
-            blob = joblib.load(p)
-        except Exception as exc:  # joblib/pickle raise many types for foreign files
+            untrusted = set(sio.get_untrusted_types(file=p)) - set(TRUSTED_TYPES)
+        except Exception as exc:  # noqa: BLE001 - a foreign file fails in many ways
+            raise ValueError(f"{p}: not a shadownet model file ({type(exc).__name__}; "
+                             "models from before format 4 were pickles: retrain them)") from None
+        if untrusted:
+            raise ValueError(f"{p}: refusing to load: it holds types a shadownet model never "
+                             f"does ({', '.join(sorted(untrusted)[:3])})")
+        try:
+            blob = sio.load(p, trusted=list(TRUSTED_TYPES))
+        except Exception as exc:  # noqa: BLE001
             raise ValueError(f"{p}: not a shadownet model file ({type(exc).__name__})") from None
         if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
             raise ValueError(f"{p}: not a shadownet model file")

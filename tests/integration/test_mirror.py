@@ -116,8 +116,11 @@ class TestMirrorEndToEnd(MirrorLabTest):
         code, _ = agent.request("/api/containers/h1/history?start=abc", "admin-token-1")
         assert code == 400
 
-        metrics = agent.request("/metrics")[1].decode()
+        assert agent.request("/metrics")[0] == 401  # labels name every tenant
+        metrics = agent.request("/metrics", "admin-token-1")[1].decode()
         assert 'shadownet_mirror_packets{container="h1",tenant="blue"}' in metrics
+        red = agent.request("/metrics", "red-token-1")[1].decode()
+        assert 'tenant="blue"' not in red
 
         # The container goes: so does its mirror, here and in the controller.
         port = [m for m in mirrors if m["container"] == "h2"][0]

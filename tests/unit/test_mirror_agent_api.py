@@ -13,6 +13,7 @@ from mirror.observability import create_app
 from mirror.tenancy import TokenFileError, parse_tokens
 
 TOKENS = parse_tokens({"tokens": {"blue-token-1": {"tenant": "blue"},
+                                  "red-token-1": {"tenant": "red"},
                                   "admin-token-1": {"admin": True}}})
 
 
@@ -57,7 +58,8 @@ def auth(token):
 def test_token_required(client):
     assert client.get("/api/containers").status_code == 401
     assert client.get("/api/containers", headers=auth("nope-nope-nope")).status_code == 401
-    assert client.get("/metrics").status_code == 200
+    assert client.get("/metrics").status_code == 401  # its labels name every tenant
+    assert client.get("/health").json == {"status": "ok"}
 
 
 def test_tenant_scoping(client):
@@ -94,8 +96,11 @@ def test_pcap_and_alerts(client):
 
 
 def test_metrics_per_mirror(client):
-    text = client.get("/metrics").get_data(as_text=True)
+    text = client.get("/metrics", headers=auth("admin-token-1")).get_data(as_text=True)
     assert 'shadownet_mirror_packets{container="h1",tenant="blue"} 7.0' in text
+    assert 'tenant="red"' in text
+    red = client.get("/metrics", headers=auth("red-token-1")).get_data(as_text=True)
+    assert 'tenant="red"' in red and 'tenant="blue"' not in red
     assert 'shadownet_mirror_drops{container="h1",tenant="blue"} 1.0' in text
     assert 'shadownet_mirror_shunted_connections{container="h1",tenant="blue"} 2.0' in text
     assert 'shadownet_mirror_shunted_packets{container="h1",tenant="blue"} 1234.0' in text

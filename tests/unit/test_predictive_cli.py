@@ -69,14 +69,14 @@ def test_score_malformed_files_exit_2_with_one_line(tmp_path, capsys, text, mess
 def test_score_missing_file_and_bad_model(tmp_path, capsys):
     assert main(["predict", "score", str(tmp_path / "nope.csv")]) == 2
     src = _series(tmp_path / "in.csv", n=50)
-    bogus = _csv(tmp_path / "m.joblib", "nope")
+    bogus = _csv(tmp_path / "m.skops", "nope")
     assert main(["predict", "score", str(src), "--model", str(bogus)]) == 2
     assert "not a shadownet model" in capsys.readouterr().err
 
 
 def test_train_from_labelled_csv_then_score_with_model(tmp_path, capsys):
     src = _series(tmp_path / "hist.csv", n=400, label=True)
-    model = tmp_path / "model.joblib"
+    model = tmp_path / "model.skops"
     assert main(["predict", "train", "--csv", str(src), "-o", str(model)]) == 0
     assert model.exists()
     assert main(["predict", "score", str(_series(tmp_path / "new.csv")), "--model", str(model),
