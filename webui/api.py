@@ -218,6 +218,14 @@ def health():
     return jsonify(report if may_read() else {"status": report["status"]}), code
 
 
+@api.get("/api/openapi.json")
+@public
+def openapi_document():
+    from webui.openapi import openapi
+
+    return jsonify(openapi())
+
+
 @api.get("/metrics")
 def metrics():
     core = _core()
