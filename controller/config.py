@@ -14,6 +14,9 @@ Example::
       db_url: sqlite:////var/lib/shadownet/state.db
       log_level: INFO
       hub: eventlet
+      ofp_tls_key: /etc/shadownet/ctl-key.pem      # optional: OpenFlow over TLS only
+      ofp_tls_cert: /etc/shadownet/ctl-cert.pem
+      ofp_tls_ca_certs: /etc/shadownet/switch-ca.pem  # switches must show a cert it signed
     forwarding:
       idle_timeout: 60
       hard_timeout: 0
@@ -81,6 +84,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "db_url": Key(str, ""),
         "log_level": Key(str, "INFO", choices=LOG_LEVELS),
         "hub": Key(str, "eventlet", choices=("eventlet", "native")),
+        # OpenFlow over TLS: with a key and a certificate the OpenFlow port speaks TLS
+        # only; with ca_certs too, switches must present a certificate that CA signed.
+        "ofp_tls_key": Key(str, ""),
+        "ofp_tls_cert": Key(str, ""),
+        "ofp_tls_ca_certs": Key(str, ""),
     },
     "forwarding": {
         "idle_timeout": Key(int, 60, 0, 65535),
@@ -181,6 +189,16 @@ def validate(data: Any, source: str = "config") -> dict[str, dict[str, Any]]:
 
 def _check_together(config: dict[str, Any], source: str) -> None:
     """Rules that span two keys of a section."""
+    ctl = config["controller"]
+    if bool(ctl["ofp_tls_key"]) != bool(ctl["ofp_tls_cert"]):
+        raise ConfigError(f"{source}: keys 'controller.ofp_tls_key' and "
+                          "'controller.ofp_tls_cert' go together (set both, or neither)")
+    if ctl["ofp_tls_ca_certs"] and not ctl["ofp_tls_key"]:
+        raise ConfigError(f"{source}: key 'controller.ofp_tls_ca_certs' needs "
+                          "'controller.ofp_tls_key' and 'controller.ofp_tls_cert'")
+    for key in ("ofp_tls_key", "ofp_tls_cert", "ofp_tls_ca_certs"):
+        if ctl[key] and not Path(ctl[key]).is_file():
+            raise ConfigError(f"{source}: key 'controller.{key}': no such file {ctl[key]!r}")
     shadow = config["switch_shadowing"]
     # Hysteresis: a switch must look clearly better to come back than it did to go.
     if shadow["exit_health"] <= shadow["enter_health"]:

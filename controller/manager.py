@@ -171,6 +171,13 @@ def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
     conf(args=[], project="os_ken")
     conf.set_override("ofp_listen_host", ctl["ofp_listen_host"])
     conf.set_override("ofp_tcp_listen_port", ctl["ofp_tcp_listen_port"])
+    if ctl["ofp_tls_key"]:
+        # os-ken serves TLS only, on its SSL port, once a key and certificate are set.
+        conf.set_override("ofp_ssl_listen_port", ctl["ofp_tcp_listen_port"])
+        conf.set_override("ctl_privkey", ctl["ofp_tls_key"])
+        conf.set_override("ctl_cert", ctl["ofp_tls_cert"])
+        if ctl["ofp_tls_ca_certs"]:
+            conf.set_override("ca_certs", ctl["ofp_tls_ca_certs"])
     conf.set_override("observe_links", True)
     tune_link_discovery(osken_switches.Switches)
     shadownet_app.configure(cfg)
