@@ -181,7 +181,7 @@ class ShadownetApp(app_manager.OSKenApp):
             ofp = dp.ofproto
             for port in dp.ports.values():
                 up = not (port.state & ofp.OFPPS_LINK_DOWN or port.config & ofp.OFPPC_PORT_DOWN)
-                self.core.port_changed(dp.id, port.port_no, up)
+                self.send(self.core.port_changed(dp.id, port.port_no, up, _port_name(port)))
             self._request_stats(dp)
         elif ev.state == DEAD_DISPATCHER and dp.id is not None:
             if self.datapaths.get(dp.id) is dp:
@@ -198,7 +198,8 @@ class ShadownetApp(app_manager.OSKenApp):
             port.state & ofp.OFPPS_LINK_DOWN or port.config & ofp.OFPPC_PORT_DOWN
         )
         LOG.info("port %s:%s %s", dp.id, port.port_no, "up" if up else "down")
-        self.send(self.core.port_changed(dp.id, port.port_no, up))
+        self.send(self.core.port_changed(dp.id, port.port_no, up, _port_name(port),
+                                         deleted=msg.reason == ofp.OFPPR_DELETE))
 
     @set_ev_cls(topo_event.EventLinkAdd)
     def _link_add(self, ev) -> None:
@@ -388,3 +389,9 @@ class ShadownetApp(app_manager.OSKenApp):
             if self.core.store is not None:
                 self.core.store.close()
         LOG.info("state saved; shadownet stopped")
+
+
+def _port_name(port: Any) -> str:
+    """A port description's name as text (os-ken gives bytes)."""
+    name = port.name
+    return name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)

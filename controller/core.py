@@ -137,15 +137,37 @@ class ControllerCore:
             self.port_stats.forget(dpid)
             return self._counted(self.forwarder.switch_disconnected(dpid))
 
-    def port_changed(self, dpid: int, port: int, up: bool) -> list[OutMsg]:
+    def port_changed(self, dpid: int, port: int, up: bool, name: str = "",
+                     deleted: bool = False) -> list[OutMsg]:
+        """A port came up, went down or was deleted. A port named as a mirror's bridge
+        port is guarded (nothing from it is forwarded) until it is deleted."""
         with self.lock:
+            msgs: list[OutMsg] = []
+            mirrors = self.forwarder.mirrors
+            if (dpid, port) in mirrors.guarded and deleted:
+                mirrors.guarded.discard((dpid, port))
+                msgs += mirroring.unguard_port(self.table, dpid, port, self.clock())
+            elif mirroring.MIRROR_PORT_NAME.fullmatch(name) and not deleted:
+                if (dpid, port) not in mirrors.guarded:
+                    mirrors.guarded.add((dpid, port))
+                    msgs += mirroring.guard_port(self.table, dpid, port, self.clock())
             if up:
                 self.graph.port_up(dpid, port)
-                return []
-            return self._counted(self.forwarder.port_down(dpid, port))
+            else:
+                msgs += self.forwarder.port_down(dpid, port)
+            return self._counted(msgs)
 
     def link_added(self, link: Link) -> list[OutMsg]:
+        """A link LLDP found; refused if an end is a mirror's or a container's port
+        (LLDP that a mirror namespace or a container forged, not a switch)."""
         with self.lock:
+            mirrors = self.forwarder.mirrors
+            for dpid, port in ((link.src_dpid, link.src_port), (link.dst_dpid, link.dst_port)):
+                if mirrors.is_mirror_port(dpid, port) or mirrors.is_container_port(dpid, port):
+                    LOG.warning("link %s refused: port %s:%s is a mirror's or a container's",
+                                link, dpid, port)
+                    self.forwarder.stats.links_refused += 1
+                    return []
             return self._counted(self.forwarder.link_added(link))
 
     def link_silent(self, link: Link, unanswered: int) -> tuple[bool, list[OutMsg]]:

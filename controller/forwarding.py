@@ -87,6 +87,7 @@ class ForwardingStats:
     flow_mods: int = 0
     malformed: int = 0
     unroutable: int = 0
+    links_refused: int = 0  # LLDP links with an end on a mirror's or a container's port
 
 
 def path_key(src_mac: str, dst_mac: str) -> str:

@@ -21,6 +21,7 @@ sample keeps whole connections rather than the first N packets.
 from __future__ import annotations
 
 import ipaddress
+import re
 import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -233,6 +234,7 @@ class MirrorTable:
 
     def __init__(self) -> None:
         self._by_container: dict[str, Mirror] = {}
+        self.guarded: set[tuple[int, int]] = set()  # mirror-named ports, registered or not
 
     def __len__(self) -> int:
         return len(self._by_container)
@@ -262,7 +264,12 @@ class MirrorTable:
         return [m for m in self._by_container.values() if m.dpid == dpid]
 
     def is_mirror_port(self, dpid: int, port: int) -> bool:
-        return any(m.dpid == dpid and m.mirror_port == port for m in self._by_container.values())
+        return (dpid, port) in self.guarded or any(
+            m.dpid == dpid and m.mirror_port == port for m in self._by_container.values())
+
+    def is_container_port(self, dpid: int, port: int) -> bool:
+        return any(m.dpid == dpid and m.container_port == port
+                   for m in self._by_container.values())
 
     def copy_ports(self, dpid: int, out_ports: list[int]) -> list[int]:
         """Mirror ports that should also get a controller packet-out sent to ``out_ports``."""
@@ -311,6 +318,41 @@ def install_mirror(table: Any, mirror: Mirror, now: float) -> list[tuple[int, An
         if entry.entry_id not in wanted:
             table.mark_removed(entry, "mirror_policy_changed", now)
             msgs.append((entry.dpid, ofmsgs.flow_delete_cookie(entry.cookie)))
+    return msgs
+
+
+# The bridge side of a mirror's veth (mirror.lifecycle.bridge_port_name). A port so
+# named is guarded from the moment the switch reports it until it is deleted: before
+# the agent registers the mirror, if registration fails, and after the mirror is
+# removed while the port is still on the bridge.
+MIRROR_PORT_NAME = re.compile(r"sm[0-9a-f]{8}")
+
+
+def guard_key(dpid: int, port: int) -> str:
+    return f"guard:{dpid}:{port}"
+
+
+def guard_port(table: Any, dpid: int, port: int, now: float) -> list[tuple[int, Any]]:
+    """The read-only guard alone (drop all from ``port``), for a mirror port not yet
+    registered. A registration's own guard is the same flow, so it takes it over."""
+    from controller import ofmsgs
+
+    entry, changed = table.upsert(dpid, {"in_port": port}, None, priority=READ_ONLY_PRIORITY,
+                                  table_id=FROM_CONTAINER_TABLE, kind="mirror",
+                                  path_key=guard_key(dpid, port), now=now)
+    return [(dpid, ofmsgs.flow_add(entry))] if changed else []
+
+
+def unguard_port(table: Any, dpid: int, port: int, now: float) -> list[tuple[int, Any]]:
+    """The port is gone from the bridge: its guard goes too."""
+    from controller import ofmsgs
+
+    msgs = []
+    for entry in table.active(dpid):
+        if (entry.table_id, entry.priority, entry.match) == (
+                FROM_CONTAINER_TABLE, READ_ONLY_PRIORITY, {"in_port": port}):
+            table.mark_removed(entry, "port_deleted", now)
+            msgs.append((dpid, ofmsgs.flow_delete_cookie(entry.cookie)))
     return msgs
 
 

@@ -175,3 +175,33 @@ def test_a_mirror_port_may_not_be_a_hosts_port_or_another_containers(setup):
     with pytest.raises(MirrorError, match="is container 'h1'"):
         core.add_mirror({**registration(), "container": "h9", "container_port": 4,
                          "mirror_port": 1})
+
+
+GUARDED = "sm0badcafe"  # named as mirror.lifecycle names a mirror's bridge port
+
+
+def test_a_mirror_port_is_guarded_from_its_first_appearance_to_its_deletion(setup):
+    core, net = setup
+    net.send(core.port_changed(1, MIRROR_PORT, True, GUARDED))  # on the bridge, unregistered
+    sent = {"in_port": MIRROR_PORT, "eth_src": "02:00:00:00:00:09", "eth_dst": mac(3)}
+    assert net.switch(1).process(sent) == ([], False)  # dropped, not even punted
+    assert core.packet_in(1, MIRROR_PORT, arp_request(9, 3)) == []  # and never learned from
+    assert core.forwarder.hosts.get(mac(9)) is None
+    net.send(core.add_mirror(registration())[1])  # registration takes the guard over
+    net.send(core.remove_mirror("h1"))  # removed while its port is still on the bridge
+    assert net.switch(1).process(sent) == ([], False)
+    net.send(core.port_changed(1, MIRROR_PORT, False, GUARDED, deleted=True))
+    assert net.switch(1).process(sent)[1] is True  # gone: an ordinary port again
+
+
+def test_lldp_links_on_mirror_or_container_ports_are_refused(setup):
+    from controller.network_graph import Link
+
+    core, net = setup
+    net.send(core.port_changed(3, MIRROR_PORT, True, GUARDED))
+    net.send(core.add_mirror(registration())[1])
+    before = len(core.graph.links())
+    assert core.link_added(Link(3, MIRROR_PORT, 4, 2)) == []  # forged from a mirror namespace
+    assert core.link_added(Link(2, 9, 1, 1)) == []  # arriving on h1's container port
+    assert len(core.graph.links()) == before
+    assert core.forwarder.stats.links_refused == 2
