@@ -87,7 +87,9 @@ class MirroredContainer:
         Returns how many entries came back.
         """
         final: dict[tuple[str, str], dict[str, Any] | None] = {}
-        for change in self.store.changes(self.record.container, None, None, limit=10**7):
+        record = self.record
+        for change in self.store.changes(record.container, None, None, limit=10**7,
+                                         tenant=record.tenant, uid=record.uid):
             if change["kind"] in ("arp", "route", "dns"):
                 final[(change["kind"], change["key"])] = (
                     None if change["action"] == "remove" else change["value"])
@@ -172,7 +174,8 @@ class MirroredContainer:
             self.lags.append(done - change.ts)
             self.lags_engine.append(made - change.ts)
             self.lags_apply.append(done - made)
-            self.store.add_change(self.record.container, change.as_dict())
+            self.store.add_change(self.record.container, change.as_dict(),
+                                  tenant=self.record.tenant, uid=self.record.uid)
 
     # --- views --------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -222,7 +225,8 @@ class MirroredContainer:
             if alert.status == "firing":
                 self.alerts_total += 1
                 self.active_alerts[alert.rule] = data
-                self.store.add_alert(self.record.container, self.record.tenant, data)
+                self.store.add_alert(self.record.container, self.record.tenant, data,
+                                     uid=self.record.uid)
             else:
                 self.active_alerts.pop(alert.rule, None)
             out.append(data)
@@ -323,8 +327,9 @@ class MirrorAgent:
         attached = {c.name: c for c in lifecycle.attached_containers()}
         for record in lifecycle.existing_mirrors():
             container = attached.get(record.container)
-            if container is None or container.ofport != record.container_ofport:
-                LOG.info("mirror %s: container gone; removing its mirror", record.container)
+            if container is None or not record.mirrors(container):
+                LOG.info("mirror %s: its container is gone (or is another one now); "
+                         "removing the mirror", record.container)
                 lifecycle.destroy(record.container, record.bridge)
                 self._controller("DELETE", f"/api/mirrors/{record.container}")
                 continue
@@ -334,8 +339,9 @@ class MirrorAgent:
         attached = {c.name: c for c in lifecycle.attached_containers()}
         with self.lock:
             for name in list(self.mirrors):
-                if name not in attached:
-                    self._remove(name)
+                container = attached.get(name)
+                if container is None or not self.mirrors[name].record.mirrors(container):
+                    self._remove(name)  # gone, or a new container took its name
             for name, container in attached.items():
                 if name not in self.mirrors:
                     self._add(container)

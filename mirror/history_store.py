@@ -1,4 +1,11 @@
-"""The agent's SQL store: every state change and every alert, queryable by time."""
+"""The agent's SQL store: every state change and every alert, queryable by time.
+
+Rows are keyed by the container's name, tenant and ``uid`` (its OVS interface's
+UUID), not by name alone: a container removed and made again under the same
+name, by another tenant or the same, is another container. Keyed by name,
+tenant red's new ``h1`` read blue's old history and alerts, and an agent
+restart restored blue's DNS into red's mirror.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import json
 import threading
 from typing import Any
 
-from sqlalchemy import Float, Integer, String, Text, create_engine, select
+from sqlalchemy import Float, Integer, String, Text, create_engine, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -25,6 +32,8 @@ class ChangeRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     container: Mapped[str] = mapped_column(String(128), index=True)
+    tenant: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    uid: Mapped[str] = mapped_column(String(64), default="", server_default="")
     ts: Mapped[float] = mapped_column(Float, index=True)
     kind: Mapped[str] = mapped_column(String(16))
     action: Mapped[str] = mapped_column(String(16))
@@ -38,6 +47,7 @@ class AlertRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     container: Mapped[str] = mapped_column(String(128), index=True)
     tenant: Mapped[str] = mapped_column(String(128), index=True)
+    uid: Mapped[str] = mapped_column(String(64), default="", server_default="")
     ts: Mapped[float] = mapped_column(Float, index=True)
     rule: Mapped[str] = mapped_column(String(128))
     severity: Mapped[str] = mapped_column(String(16))
@@ -53,6 +63,7 @@ class HistoryStore:
             make_url(url)
             self.engine = create_engine(url, future=True)
             Base.metadata.create_all(self.engine)
+            self._add_missing_columns()
         except (ArgumentError, SQLAlchemyError, ImportError) as exc:
             raise HistoryStoreError(f"cannot open history database {url!r}: "
                                     f"{str(exc).splitlines()[0]}") from None
@@ -61,15 +72,31 @@ class HistoryStore:
         # Held through the commit, so a reader that flushes first sees every earlier write.
         self._commit_lock = threading.Lock()
 
-    def add_change(self, container: str, change: dict[str, Any]) -> None:
-        row = ChangeRow(container=container, ts=change["ts"], kind=change["kind"],
+    def _add_missing_columns(self) -> None:
+        """Databases from before ``tenant``/``uid`` get the columns (empty: such rows
+        belong to no container seen since, so nothing restores or shows them)."""
+        present = {t: {c["name"] for c in inspect(self.engine).get_columns(t)}
+                   for t in ("state_changes", "alerts")}
+        with self.engine.begin() as conn:
+            for table, column in (("state_changes", "tenant"), ("state_changes", "uid"),
+                                  ("alerts", "uid")):
+                if column not in present[table]:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} "
+                                      "VARCHAR(128) NOT NULL DEFAULT ''"))
+
+    def add_change(self, container: str, change: dict[str, Any], *, tenant: str = "",
+                   uid: str = "") -> None:
+        row = ChangeRow(container=container, tenant=tenant, uid=uid, ts=change["ts"],
+                        kind=change["kind"],
                         action=change["action"], key=change["key"],
                         value=json.dumps(change["value"], default=str))
         with self._lock:
             self._pending.append(row)
 
-    def add_alert(self, container: str, tenant: str, alert: dict[str, Any]) -> None:
-        row = AlertRow(container=container, tenant=tenant, ts=alert["ts"], rule=alert["rule"],
+    def add_alert(self, container: str, tenant: str, alert: dict[str, Any], *,
+                  uid: str = "") -> None:
+        row = AlertRow(container=container, tenant=tenant, uid=uid, ts=alert["ts"],
+                       rule=alert["rule"],
                        severity=alert["severity"], message=alert["message"],
                        labels=json.dumps(alert.get("labels", {}), default=str))
         with self._lock:
@@ -85,8 +112,11 @@ class HistoryStore:
             return len(rows)
 
     def changes(self, container: str, start: float | None, end: float | None,
-                kind: str | None = None, limit: int = 10000) -> list[dict[str, Any]]:
-        query = select(ChangeRow).where(ChangeRow.container == container)
+                kind: str | None = None, limit: int = 10000, *, tenant: str = "",
+                uid: str = "") -> list[dict[str, Any]]:
+        """One container's changes: the one with this name, tenant and uid."""
+        query = select(ChangeRow).where(ChangeRow.container == container,
+                                        ChangeRow.tenant == tenant, ChangeRow.uid == uid)
         if start is not None:
             query = query.where(ChangeRow.ts >= start)
         if end is not None:
@@ -98,11 +128,15 @@ class HistoryStore:
             return [{"ts": r.ts, "kind": r.kind, "action": r.action, "key": r.key,
                      "value": json.loads(r.value)} for r in rows]
 
-    def alerts(self, containers: list[str] | None, start: float | None = None,
-               end: float | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+    def alerts(self, tenant: str | None, start: float | None = None,
+               end: float | None = None, limit: int = 1000, *,
+               container: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """Alerts of ``tenant`` (None: every tenant's), or of one ``(name, uid)`` of it."""
         query = select(AlertRow)
-        if containers is not None:
-            query = query.where(AlertRow.container.in_(containers))
+        if tenant is not None:
+            query = query.where(AlertRow.tenant == tenant)
+        if container is not None:
+            query = query.where(AlertRow.container == container[0], AlertRow.uid == container[1])
         if start is not None:
             query = query.where(AlertRow.ts >= start)
         if end is not None:

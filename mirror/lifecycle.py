@@ -48,6 +48,7 @@ class Container:
     ips: list[str] = field(default_factory=list)
     tenant: str = "default"
     prefixlen: int = 24
+    uid: str = ""  # the OVS interface's UUID: new for every container made, names repeat
 
 
 @dataclass
@@ -63,6 +64,15 @@ class MirrorRecord:
     mac: str
     ips: list[str]
     prefixlen: int = 24
+    # The container's OVS interface UUID: a container made again under the same name
+    # gets a new one, so its history is not the old one's (mirror.history_store).
+    uid: str = ""
+
+    def mirrors(self, container: Container) -> bool:
+        """Is this record the mirror of ``container``, and not of an earlier container
+        that had its name (another tenant's, or a remade one: another uid)?"""
+        return (self.container, self.tenant, self.uid, self.container_ofport) == (
+            container.name, container.tenant, container.uid, container.ofport)
 
     def registration(self) -> dict[str, Any]:
         """The body the controller's ``POST /api/mirrors`` takes."""
@@ -152,6 +162,7 @@ def attached_containers() -> list[Container]:
             ips=[c.split("/")[0] for c in cidrs],
             tenant=ids.get("tenant", "default"),
             prefixlen=int(cidrs[0].split("/")[1]) if cidrs and "/" in cidrs[0] else 24,
+            uid=str(row["_uuid"]),
         ))
     return sorted(found, key=lambda c: c.name)
 
@@ -234,7 +245,7 @@ def create_mirror(container: Container) -> MirrorRecord:
         container=container.name, tenant=container.tenant, netns=ns, bridge=container.bridge,
         bridge_port=port, mirror_ofport=ofport, container_ofport=container.ofport,
         dpid=container.dpid, mac=container.mac, ips=list(container.ips),
-        prefixlen=container.prefixlen,
+        prefixlen=container.prefixlen, uid=container.uid,
     )
     save_record(record)
     return record

@@ -93,7 +93,9 @@ def history(container: str):
     if start is not None and end is not None and end < start:
         abort(400, description="'end' is before 'start'")
     _agent().store.flush()
-    return jsonify(_agent().store.changes(mirrored.record.container, start, end, kind))
+    record = mirrored.record
+    return jsonify(_agent().store.changes(record.container, start, end, kind,
+                                          tenant=record.tenant, uid=record.uid))
 
 
 @api.get("/api/containers/<container>/pcap")
@@ -111,18 +113,17 @@ def pcap(container: str):
 def container_alerts(container: str):
     mirrored = _mirror(container)
     _agent().store.flush()
-    return jsonify(_agent().store.alerts([mirrored.record.container],
-                                         _float_arg("start"), _float_arg("end")))
+    record = mirrored.record
+    return jsonify(_agent().store.alerts(record.tenant, _float_arg("start"), _float_arg("end"),
+                                         container=(record.container, record.uid)))
 
 
 @api.get("/api/alerts")
 def alerts():
     agent = _agent()
     agent.store.flush()
-    names = None if g.principal.admin else [
-        m.record.container for m in agent.mirrors.values()
-        if m.record.tenant == g.principal.tenant]
-    return jsonify(agent.store.alerts(names, _float_arg("start"), _float_arg("end")))
+    tenant = None if g.principal.admin else g.principal.tenant
+    return jsonify(agent.store.alerts(tenant, _float_arg("start"), _float_arg("end")))
 
 
 class _MirrorCollector:

@@ -18,8 +18,8 @@ TOKENS = parse_tokens({"tokens": {"blue-token-1": {"tenant": "blue"},
 
 
 class FakeMirror:
-    def __init__(self, name: str, tenant: str) -> None:
-        self.record = SimpleNamespace(container=name, tenant=tenant)
+    def __init__(self, name: str, tenant: str, uid: str = "") -> None:
+        self.record = SimpleNamespace(container=name, tenant=tenant, uid=uid)
 
     def summary(self):
         return {"container": self.record.container, "tenant": self.record.tenant,
@@ -40,9 +40,9 @@ class FakeMirror:
 def client(tmp_path):
     store = HistoryStore(f"sqlite:///{tmp_path / 'agent.db'}")
     store.add_change("h1", {"ts": 10.0, "kind": "arp", "action": "add", "key": "10.0.0.2",
-                            "value": {"mac": "00:00:00:00:00:02"}})
+                            "value": {"mac": "00:00:00:00:00:02"}}, tenant="blue")
     store.add_change("h1", {"ts": 20.0, "kind": "dns", "action": "add", "key": "a.test A",
-                            "value": {}})
+                            "value": {}}, tenant="blue")
     store.add_alert("h1", "blue", {"ts": 15.0, "rule": "r", "severity": "warning",
                                    "message": "m", "labels": {}})
     agent = SimpleNamespace(tokens=TOKENS, store=store,
@@ -132,3 +132,56 @@ def test_agent_cli_refuses_bad_files_in_one_line(tmp_path):
                               str(tmp_path / "none.yaml")], capture_output=True, text=True,
                              timeout=60)
     assert missing.returncode == 2 and "cannot read token file" in missing.stderr
+
+
+def test_a_name_reused_by_another_tenant_sees_none_of_the_old_containers_state(tmp_path):
+    """Blue's h1 went; red made a new h1 (another OVS interface, another uid)."""
+    store = HistoryStore(f"sqlite:///{tmp_path / 'agent.db'}")
+    store.add_change("h1", {"ts": 10.0, "kind": "dns", "action": "add", "key": "secret.blue A",
+                            "value": {}}, tenant="blue", uid="uid-blue")
+    store.add_alert("h1", "blue", {"ts": 11.0, "rule": "r", "severity": "warning",
+                                   "message": "blue's", "labels": {}}, uid="uid-blue")
+    agent = SimpleNamespace(tokens=TOKENS, store=store,
+                            mirrors={"h1": FakeMirror("h1", "red", "uid-red")})
+    client = create_app(agent).test_client()
+    red = auth("red-token-1")
+    assert client.get("/api/containers/h1/history", headers=red).json == []
+    assert client.get("/api/containers/h1/alerts", headers=red).json == []
+    assert client.get("/api/alerts", headers=red).json == []
+    # Nor does an agent restart restore blue's DNS into red's mirror.
+    assert store.changes("h1", None, None, tenant="red", uid="uid-red") == []
+    # Blue's history is still blue's.
+    assert [a["message"] for a in store.alerts("blue")] == ["blue's"]
+
+
+def test_a_record_mirrors_only_the_container_it_was_made_for():
+    from mirror.lifecycle import Container, MirrorRecord
+
+    record = MirrorRecord("h1", "blue", "mirror-h1", "s1", "sm1", 9, 1, 1,
+                          "00:00:00:00:00:01", ["10.0.0.1"], uid="uid-blue")
+    same = Container("h1", "s1", "h1-eth0", 1, 1, "00:00:00:00:00:01", tenant="blue",
+                     uid="uid-blue")
+    assert record.mirrors(same)
+    for other in (dict(tenant="red"), dict(uid="uid-new"), dict(ofport=2)):
+        assert not record.mirrors(Container(**{**same.__dict__, **other}))
+
+
+def test_a_history_database_from_before_tenants_and_uids_is_upgraded(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE state_changes (id INTEGER PRIMARY KEY, container VARCHAR(128),"
+                   " ts FLOAT, kind VARCHAR(16), action VARCHAR(16), key VARCHAR(256),"
+                   " value TEXT)")
+        db.execute("INSERT INTO state_changes VALUES (1, 'h1', 1.0, 'dns', 'add', 'a A', '{}')")
+        db.execute("CREATE TABLE alerts (id INTEGER PRIMARY KEY, container VARCHAR(128),"
+                   " tenant VARCHAR(128), ts FLOAT, rule VARCHAR(128), severity VARCHAR(16),"
+                   " message TEXT, labels TEXT)")
+    store = HistoryStore(f"sqlite:///{path}")
+    # Old rows belong to no container seen since: nothing restores or shows them.
+    assert store.changes("h1", None, None, tenant="blue", uid="u1") == []
+    store.add_change("h1", {"ts": 2.0, "kind": "arp", "action": "add", "key": "k", "value": {}},
+                     tenant="blue", uid="u1")
+    store.flush()
+    assert len(store.changes("h1", None, None, tenant="blue", uid="u1")) == 1
