@@ -459,7 +459,12 @@ class ControllerCore:
         """Mark a host healthy or not (from a mirror rule's remediation hook)."""
         with self.lock:
             target = self.hosts.lookup(host)
-            key = target.mac if target else host
+            if target is not None:
+                key = target.mac
+            elif any(m.mac == host.lower() for m in self.forwarder.mirrors.all()):
+                key = host.lower()  # a mirrored container not heard from yet
+            else:
+                raise LookupError(f"no host {host!r} (not learned, not a mirrored container)")
             if healthy:
                 self.unhealthy.pop(key, None)
             else:

@@ -198,9 +198,12 @@ def set_health(host: str):
     if not isinstance(body, dict) or not isinstance(body.get("healthy"), bool):
         abort(400, description="body must be a JSON object with a boolean 'healthy'")
     reason = body.get("reason", "")
-    if not isinstance(reason, str):
-        abort(400, description="'reason' must be a string")
-    return jsonify(_core().set_health(host, body["healthy"], reason))
+    if not isinstance(reason, str) or len(reason) > 512:
+        abort(400, description="'reason' must be a string of at most 512 characters")
+    try:
+        return jsonify(_core().set_health(host, body["healthy"], reason))
+    except LookupError as exc:
+        abort(404, description=str(exc.args[0]))
 
 
 @api.get("/api/switches/shadowing")

@@ -21,6 +21,7 @@ from controller.core import ControllerCore
 from controller.forwarding import ForwardingSettings
 from controller.state_store import StateStore
 from tests.unit.fakes import connect_ring
+from tests.unit.packets import ping
 from tests.unit.rest import TOKENS, client, security
 from webui.app import create_app
 from webui.guard import RestSecurity
@@ -179,3 +180,15 @@ def test_health_answers_liveness_without_a_token_but_shows_counts_only_to_reader
     anonymous = client(core, role=None).get("/api/health")
     assert anonymous.status_code in (200, 503) and set(anonymous.json) == {"status"}
     assert "switches" in client(core, VIEWER).get("/api/health").json
+
+
+def test_health_marks_need_a_host_the_network_knows(core):
+    c = client(core, OPERATOR)
+    core.packet_in(1, 1, ping(1, 3))
+    assert c.post("/api/hosts/00:00:00:00:00:01/health",
+                  json={"healthy": False, "reason": "r"}).status_code == 200
+    for n in range(3):  # made-up hosts would grow the table without end
+        assert c.post(f"/api/hosts/made-up-{n}/health",
+                      json={"healthy": False}).status_code == 404
+    assert c.post("/api/hosts/00:00:00:00:00:01/health",
+                  json={"healthy": False, "reason": "x" * 600}).status_code == 400
