@@ -56,14 +56,14 @@ class ChildProcess:
                 code = self.proc.returncode
                 raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
             try:
-                urllib.request.urlopen(self.request(self.ready_path), timeout=2).close()
+                urllib.request.urlopen(self.build_request(self.ready_path), timeout=2).close()
                 return
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError(f"{self.name} did not answer within {timeout:.0f}s:\n"
                            f"{self.log_tail()}")
 
-    def request(self, path: str, body: Any = None, method: str | None = None
+    def build_request(self, path: str, body: Any = None, method: str | None = None
                 ) -> urllib.request.Request:
         """A request to this child's API, with the token if there is one."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -131,15 +131,15 @@ class ControllerProcess(ChildProcess):
         self._spawn(cmd, timeout)
 
     def get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.request(path), timeout=5) as resp:
+        with urllib.request.urlopen(self.build_request(path), timeout=5) as resp:
             return json.loads(resp.read())
 
     def get_text(self, path: str) -> str:
-        with urllib.request.urlopen(self.request(path), timeout=5) as resp:
+        with urllib.request.urlopen(self.build_request(path), timeout=5) as resp:
             return resp.read().decode()
 
     def post(self, path: str, body: Any) -> Any:
-        with urllib.request.urlopen(self.request(path, body, "POST"), timeout=10) as resp:
+        with urllib.request.urlopen(self.build_request(path, body, "POST"), timeout=10) as resp:
             return json.loads(resp.read())
 
 
