@@ -27,6 +27,22 @@ from tests.unit.packets import arp_reply, arp_request, ip, mac, ping
 
 VIP = "10.0.0.100"
 KILLER = tcp_option_len0(mac(1), mac(2), ip(1), ip(2))
+# Valid frames os-ken 4.2's parser raises on (so the forwarder used to drop them):
+# IPv6 with a 16-byte hop-by-hop header (PadN), then an ICMPv6 echo (AssertionError) ...
+IPV6_HOP_BY_HOP = bytes.fromhex(
+    "333300000001" "000000000001" "86dd"  # Ethernet
+    "6000000000180001" "fe800000000000000000000000000001" "ff020000000000000000000000000001"
+    "3a01010c000000000000000000000000"  # hop-by-hop: next ICMPv6, 16 bytes, PadN
+    "8000000000010001")  # ICMPv6 echo request
+
+
+def _dhcp_with_non_ascii_server_name() -> bytes:
+    """... and a DHCP reply whose server name holds UTF-8 (UnicodeDecodeError)."""
+    body = bytearray(b"\x02\x01\x06\x00" + b"\x00" * 232 + b"\x63\x82\x53\x63\x35\x01\x05\xff")
+    body[44:50] = "héllo".encode()
+    return _serialize(ethernet.ethernet("ff:ff:ff:ff:ff:ff", mac(1), ether.ETH_TYPE_IP),
+                      ipv4.ipv4(src=ip(1), dst="255.255.255.255", proto=inet.IPPROTO_UDP),
+                      udp.udp(src_port=67, dst_port=68), bytes(body))
 
 
 def test_decoder_reads_the_killer_frame_as_an_ordinary_tcp_segment():
@@ -154,6 +170,7 @@ def seed_frames() -> list[bytes]:
         bytes.fromhex(mac(2).replace(":", "") + mac(1).replace(":", "")) + b"\x81\x00\x00\x05"
         + ping(1, 2)[12:],  # VLAN-tagged ping
         LLDPPacket.lldp_packet(1, 2, "00:00:00:00:00:01", 120),
+        IPV6_HOP_BY_HOP, _dhcp_with_non_ascii_server_name(),
     ]
     prober = SwitchProber()
     frames += [data for _, _, data in _probe_frames(prober)]
@@ -236,3 +253,15 @@ def test_fuzzed_packet_ins_never_raise_or_hang():
             count += 1
     assert count == 20_000
     assert fwd.stats.packet_in > 0 and fwd.stats.malformed > 0  # the corpus reached both
+
+
+@pytest.mark.parametrize("name", ["ipv6-hop-by-hop", "dhcp-non-ascii"])
+def test_frames_os_ken_could_not_parse_are_forwarded_not_dropped(name):
+    frame = IPV6_HOP_BY_HOP if name == "ipv6-hop-by-hop" else _dhcp_with_non_ascii_server_name()
+    with pytest.raises((AssertionError, UnicodeDecodeError)):
+        packet.Packet(frame)  # what the forwarder used to parse with, and then dropped
+    fwd = _forwarder()
+    msgs = fwd.packet_in(1, 1, frame)
+    assert msgs and fwd.stats.malformed == 0  # flooded to the edge ports like any broadcast
+    rt = _runtime()
+    assert rt.packet_in(1, 1, frame) is None  # not a service's: the forwarder's to carry
