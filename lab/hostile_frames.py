@@ -4,16 +4,19 @@
 TCP segment whose options hold an option of unknown kind with length 0.
 os-ken 4.2's TCP parser advances through options by their length field, so it
 never leaves that option; see ``docs/security.md`` for the upstream report.
+:func:`mutate` makes the fuzzed variants the test suite and ``--fuzz`` send.
 
     python -m lab.hostile_frames IFACE --src-mac MAC --dst-mac MAC \\
-        --src-ip IP --dst-ip IP [--count N] [--interval S]
+        --src-ip IP --dst-ip IP [--count N] [--interval S] [--fuzz N --seed S]
 
-sends the frame ``count`` times on ``IFACE`` through a raw packet socket (root).
+sends the frame ``count`` times on ``IFACE`` through a raw packet socket (root),
+then ``fuzz`` mutated copies of it (fixed ``seed``).
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import socket
 import struct
 import sys
@@ -46,15 +49,45 @@ def tcp_option_len0(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
     return eth + b"\x08\x00" + ip_header + tcp
 
 
-def send(iface: str, frame: bytes, count: int = 1, interval: float = 0.0) -> int:
-    """Send ``frame`` ``count`` times on ``iface``; returns how many went out."""
+def mutate(rng: random.Random, frame: bytes) -> bytes:
+    """One random mutation: flips, set bytes, cut, insert, extend, or a byte past the
+    Ethernet header set to 0 or 1 (a length or option field: the killer frame's class)."""
+    data = bytearray(frame)
+    kind = rng.randrange(6)
+    if kind == 0 and data:
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+    elif kind == 1 and data:
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] = rng.choice((0, 1, 2, 0x7F, 0x80, 0xFF))
+    elif kind == 2:
+        del data[rng.randrange(len(data) + 1):]
+    elif kind == 3:
+        at = rng.randrange(len(data) + 1)
+        data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
+    elif kind == 4:
+        data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+    elif len(data) > 14:
+        data[rng.randrange(14, len(data))] = rng.choice((0, 1))
+    return bytes(data)
+
+
+def send(iface: str, frames: list[bytes], interval: float = 0.0) -> int:
+    """Send ``frames`` on ``iface`` in order; returns how many went out.
+
+    A mutated frame can be shorter than Ethernet's minimum: it is padded, as a NIC would.
+    """
+    sent = 0
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as sock:
         sock.bind((iface, 0))
-        for i in range(count):
-            sock.send(frame)
-            if interval and i + 1 < count:
+        for i, frame in enumerate(frames):
+            if len(frame) < 14:
+                continue  # no Ethernet header: nothing a host can put on the wire
+            sock.send(frame.ljust(60, b"\x00"))
+            sent += 1
+            if interval and i + 1 < len(frames):
                 time.sleep(interval)
-    return count
+    return sent
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,10 +99,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dst-ip", required=True)
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--interval", type=float, default=0.0)
+    parser.add_argument("--fuzz", type=int, default=0, help="then this many mutated copies")
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     try:
         frame = tcp_option_len0(args.src_mac, args.dst_mac, args.src_ip, args.dst_ip)
-        sent = send(args.iface, frame, args.count, args.interval)
+        rng = random.Random(args.seed)
+        # Mutations keep the Ethernet addresses: a host's frames come from its own MAC.
+        fuzzed = [frame[:12] + mutate(rng, frame)[12:] for _ in range(args.fuzz)]
+        sent = send(args.iface, [frame] * args.count + fuzzed, args.interval)
     except (OSError, ValueError) as exc:
         print(f"hostile_frames: error: {exc}", file=sys.stderr)
         return 2

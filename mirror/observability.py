@@ -18,6 +18,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.exceptions import HTTPException
 
+from mirror.tenancy import find_principal
+
 api = Blueprint("mirror_api", __name__)
 KINDS = ("arp", "routes", "connections", "dns")
 
@@ -35,7 +37,7 @@ def _principal() -> Any:
     """The caller's principal; 401 without a known token."""
     header = request.headers.get("Authorization", "")
     token = header[7:] if header.startswith("Bearer ") else None
-    principal = _agent().tokens.get(token) if token else None
+    principal = find_principal(_agent().tokens, token)
     if principal is None:
         abort(401, description="a valid 'Authorization: Bearer TOKEN' header is required")
     return principal

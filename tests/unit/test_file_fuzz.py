@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from controller import config
+from lab.hostile_frames import mutate
 from mirror.pcap import PcapError, PcapWriter
 from mirror.replay import replay
 from predictive.series_io import read_series_csv
 from tests.unit.packets import arp_reply, arp_request, ping
-from tests.unit.test_frames import KILLER, mutate
+from tests.unit.test_frames import KILLER
 
 SEED_FRAMES = [arp_request(1, 2), arp_reply(2, 1), ping(1, 2), ping(2, 1), KILLER]
 

@@ -21,7 +21,7 @@ from controller.services.runtime import ServiceRuntime
 from controller.services.service import Service, ServiceTable
 from controller.signature_table import SignatureTable
 from controller.switch_probes import SwitchProber
-from lab.hostile_frames import tcp_option_len0
+from lab.hostile_frames import mutate, tcp_option_len0
 from tests.unit.fakes import ring_graph
 from tests.unit.packets import arp_reply, arp_request, ip, mac, ping
 
@@ -182,28 +182,6 @@ def _probe_frames(prober: SwitchProber) -> list[tuple[int, int, bytes]]:
     for dpid, msg in prober.probes(2, [2, 3], 0.0):
         out.append((dpid, msg.actions[0].port, bytes(msg.data)))
     return out
-
-
-def mutate(rng: random.Random, frame: bytes) -> bytes:
-    """One random mutation: flips, set bytes, cut, insert, extend, or splice a field."""
-    data = bytearray(frame)
-    kind = rng.randrange(6)
-    if kind == 0 and data:
-        for _ in range(rng.randint(1, 4)):
-            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
-    elif kind == 1 and data:
-        for _ in range(rng.randint(1, 3)):
-            data[rng.randrange(len(data))] = rng.choice((0, 1, 2, 0x7F, 0x80, 0xFF))
-    elif kind == 2:
-        del data[rng.randrange(len(data) + 1):]
-    elif kind == 3:
-        at = rng.randrange(len(data) + 1)
-        data[at:at] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 8)))
-    elif kind == 4:
-        data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
-    elif len(data) > 14:  # a length or option byte set to 0 or 1: the killer frame's class
-        data[rng.randrange(14, len(data))] = rng.choice((0, 1))
-    return bytes(data)
 
 
 @contextmanager

@@ -185,3 +185,22 @@ def test_a_history_database_from_before_tenants_and_uids_is_upgraded(tmp_path):
                      tenant="blue", uid="u1")
     store.flush()
     assert len(store.changes("h1", None, None, tenant="blue", uid="u1")) == 1
+
+
+def test_tokens_can_be_given_as_digests_and_are_kept_only_as_digests():
+    import hashlib
+
+    digest = hashlib.sha256(b"green-token-1").hexdigest()
+    tokens = parse_tokens({"tokens": {f"sha256:{digest}": {"tenant": "green"},
+                                      "plain-token-1": {"tenant": "blue"}}})
+    assert "plain-token-1" not in tokens and digest in tokens  # no token kept in memory
+    agent = SimpleNamespace(tokens=tokens, store=None, mirrors={"h5": FakeMirror("h5", "green")})
+    client = create_app(agent).test_client()
+    listed = client.get("/api/containers", headers=auth("green-token-1")).json
+    assert [c["container"] for c in listed] == ["h5"]
+    assert client.get("/api/containers", headers=auth(f"sha256:{digest}")).status_code == 401
+    with pytest.raises(TokenFileError, match="64 hex digits"):
+        parse_tokens({"tokens": {"sha256:abc": {"tenant": "x"}}})
+    with pytest.raises(TokenFileError, match="listed twice"):
+        parse_tokens({"tokens": {f"sha256:{hashlib.sha256(b'plain-token-1').hexdigest()}":
+                                 {"tenant": "x"}, "plain-token-1": {"tenant": "y"}}})
