@@ -24,7 +24,7 @@ class TestKillerFrame(LabTest):
             f"{sys.executable} -m lab.hostile_frames {h1.defaultIntf()} --src-mac {h1.MAC()} "
             f"--dst-mac {UNKNOWN_MAC} --src-ip {h1.IP()} --dst-ip 10.0.0.99 "
             "--count 50 --fuzz 2000 --seed 3 --interval 0.002")
-        assert int(sent.strip().splitlines()[-1]) >= 2000, sent
+        assert int(sent.strip().splitlines()[-1]) >= 1900, sent  # bar those cut below 14 bytes
         out, _ = ping.communicate(timeout=60)
         received = int(re.search(r"(\d+) received", out.decode()).group(1))
         assert received >= 297, out.decode()  # the fabric kept forwarding
