@@ -241,15 +241,15 @@ def compare(ours: list[dict], theirs: dict) -> dict:
     matched = frames_ok = bytes_ok = 0
     mismatches = []
     for (a, b), (ab, ba) in theirs.items():
-        c = mine.get((a, b))
+        conn = mine.get((a, b))
         flip = False
-        if c is None:
-            c, flip = mine.get((b, a)), True
-        if c is None:
+        if conn is None:
+            conn, flip = mine.get((b, a)), True
+        if conn is None:
             mismatches.append(f"tshark only: {a} {b}")
             continue
         matched += 1
-        o, r = c["orig"], c["resp"]
+        o, r = conn["orig"], conn["resp"]
         fwd, rev = (r, o) if flip else (o, r)
         if (fwd["packets"], rev["packets"]) == (ab[0], ba[0]):
             frames_ok += 1

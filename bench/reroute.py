@@ -74,7 +74,7 @@ def install_all(fwd: Forwarder) -> int:
 def run(topo: str, repeat: int, cached: bool) -> dict[str, list[float]]:
     cached_field = ofmsgs._oxm_field
     if not cached:
-        ofmsgs._oxm_field = cached_field.__wrapped__
+        ofmsgs._oxm_field = cached_field.__wrapped__  # type: ignore[assignment]
     try:
         fwd, links = build(topo, cached)
         started = time.perf_counter()

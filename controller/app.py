@@ -184,10 +184,11 @@ class ShadownetApp(app_manager.OSKenApp):
                 self.send(self.core.port_changed(dp.id, port.port_no, up, _port_name(port)))
             self._request_stats(dp)
         elif ev.state == DEAD_DISPATCHER and dp.id is not None:
-            if self.datapaths.get(dp.id) is dp:
-                del self.datapaths[dp.id]
-                LOG.info("switch %016x disconnected", dp.id)
-                self.send(self.core.switch_disconnected(dp.id))
+            dpid: int = dp.id
+            if self.datapaths.get(dpid) is dp:
+                del self.datapaths[dpid]
+                LOG.info("switch %016x disconnected", dpid)
+                self.send(self.core.switch_disconnected(dpid))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     def _port_status(self, ev) -> None:

@@ -51,6 +51,7 @@ Example::
 
 from __future__ import annotations
 
+import builtins
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +66,12 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Key:
-    type: type | tuple[type, ...]
+    type: builtins.type | tuple[builtins.type, ...]
     default: Any
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
-    item: type | None = None  # lists: each element's type (minimum/maximum bound each)
+    item: builtins.type | None = None  # lists: each element's type (minimum/maximum bound each)
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -221,6 +222,11 @@ def _check(path: str, value: Any, spec: Key, source: str) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, types):
         raise ConfigError(f"{source}: key '{path}' must be {_expected(spec)}, got {_kind(value)}")
+    return _check_value(path, value, spec, source)
+
+
+def _check_value(path: str, value: Any, spec: Key, source: str) -> Any:
+    """Range, finiteness and choices of a value of the right type."""
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{source}: key '{path}' must be a finite number, got {value!r}")
     if spec.item is not None:
@@ -241,10 +247,16 @@ def _check(path: str, value: Any, spec: Key, source: str) -> Any:
 
 def _check_item(path: str, item: Any, spec: Key, source: str) -> Any:
     """One element of a list key: its type, and the key's range applies to each element."""
-    if isinstance(item, bool) or not isinstance(item, spec.item):
+    kind = spec.item or object
+    if isinstance(item, bool) or not isinstance(item, kind):
         raise ConfigError(f"{source}: key '{path}' must hold only "
-                          f"{_PLURAL_NAMES.get(spec.item, spec.item.__name__)}, "
+                          f"{_PLURAL_NAMES.get(kind, kind.__name__)}, "
                           f"got {_kind(item)}")
+    return _check_element(path, item, spec, source)
+
+
+def _check_element(path: str, item: Any, spec: Key, source: str) -> Any:
+    """Finiteness and the key's range, for one element of the right type."""
     if isinstance(item, float) and not math.isfinite(item):
         raise ConfigError(f"{source}: key '{path}' must hold finite numbers, got {item!r}")
     if spec.minimum is not None and item < spec.minimum:

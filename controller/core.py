@@ -495,7 +495,7 @@ class ControllerCore:
             self._saved_service_state.update(service_state)
         if self.store is not None and (rows or hosts or pruned or shadow or deleted_shadow
                                        or service_state):
-            batch = {"flows": rows, "hosts": hosts, "deleted_flow_ids": pruned,
+            batch: dict[str, Any] = {"flows": rows, "hosts": hosts, "deleted_flow_ids": pruned,
                      "shadow": shadow, "deleted_shadow": deleted_shadow,
                      "service_state": service_state}
             try:
@@ -559,9 +559,10 @@ class ControllerCore:
         """The path between two hosts (by MAC or IP). Raises LookupError naming the unknown one."""
         with self.lock:
             a, b = self.hosts.lookup(src), self.hosts.lookup(dst)
-            for key, host in ((src, a), (dst, b)):
-                if host is None:
-                    raise LookupError(f"unknown host {key!r}")
+            if a is None:
+                raise LookupError(f"unknown host {src!r}")
+            if b is None:
+                raise LookupError(f"unknown host {dst!r}")
             switch_path = self.graph.switch_path(a.dpid, b.dpid)
             if switch_path is None:
                 return {"src": a.as_dict(), "dst": b.as_dict(), "reachable": False, "hops": []}

@@ -272,7 +272,7 @@ class Forwarder:
         stale_groups: list[OutMsg] = []
         wanted: set[int] = set()
         for flow in install_order(self.graph, plan):
-            match = {"eth_src": src.mac, "eth_dst": dst.mac}
+            match: dict[str, Any] = {"eth_src": src.mac, "eth_dst": dst.mac}
             if flow.in_port is not None:
                 match = {"in_port": flow.in_port, **match}
             # A shadow's divergence switch samples live flows onto it (select group).
@@ -322,6 +322,8 @@ class Forwarder:
         ports, so it fails over in the data plane too. Everything needed is in
         the entry, so the core can rebuild groups after a reconnect.
         """
+        if entry.group_id is None or entry.out_port is None or entry.backup_port is None:
+            return []  # not a group entry: nothing to rebuild
         if entry.shadow_percent:
             primary, shadow = shadow_weights(entry.shadow_percent)
             buckets = [(primary, entry.out_port), (shadow, entry.backup_port)]
@@ -331,10 +333,11 @@ class Forwarder:
                 (entry.dpid, ofmsgs.watched_select_group(
                     entry.group_id, buckets, add=False, arrival_port=entry.arrival_port)),
             ]
-        args = (entry.group_id, entry.out_port, entry.backup_port)
+        group, out, backup = entry.group_id, entry.out_port, entry.backup_port
         return [
-            (entry.dpid, ofmsgs.ff_group(*args, arrival_port=entry.arrival_port)),
-            (entry.dpid, ofmsgs.ff_group(*args, add=False, arrival_port=entry.arrival_port)),
+            (entry.dpid, ofmsgs.ff_group(group, out, backup, arrival_port=entry.arrival_port)),
+            (entry.dpid, ofmsgs.ff_group(group, out, backup, add=False,
+                                         arrival_port=entry.arrival_port)),
         ]
 
     def _remove_path(self, key: str, keep: set[int], reason: str) -> list[OutMsg]:

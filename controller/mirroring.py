@@ -191,7 +191,8 @@ def mirror_flows(mirror: Mirror) -> list[MirrorFlow]:
 def _policy_matches(policy: MirrorPolicy) -> list[tuple[dict, dict, dict]]:
     """(protocol/port fields, remote-as-source fields, remote-as-destination fields) combos."""
     protos: list[dict[str, Any]] = []
-    for proto in policy.protocols or [None]:
+    protocols: list[str | None] = list(policy.protocols) or [None]
+    for proto in protocols:
         if proto is None:
             protos.append({} if not (policy.ports or policy.cidrs) else {"eth_type": _ETH_IP})
         elif proto == "arp":

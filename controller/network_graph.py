@@ -193,8 +193,9 @@ class NetworkGraph:
         return self.shortest_path_avoiding(src_dpid, dst_dpid)
 
     def shortest_path_avoiding(
-        self, src_dpid: int, dst_dpid: int, nodes: list[int] | set[int] | frozenset[int] = (),
-        edges: list[tuple[int, int]] = (),
+        self, src_dpid: int, dst_dpid: int,
+        nodes: list[int] | set[int] | frozenset[int] | tuple[int, ...] = (),
+        edges: list[tuple[int, int]] | tuple[tuple[int, int], ...] = (),
     ) -> list[int] | None:
         """Shortest path that crosses none of ``nodes`` and none of ``edges`` (either way)."""
         key = ("path", src_dpid, dst_dpid, frozenset(nodes),

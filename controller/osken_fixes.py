@@ -31,7 +31,7 @@ def bound_tcp_options() -> None:
     """Make a TCP option that would not advance the parser a ``struct.error``."""
     from os_ken.lib.packet import tcp
 
-    original = tcp.TCPOption.parser.__func__  # type: ignore[attr-defined]
+    original = tcp.TCPOption.parser.__func__
     if getattr(original, "shadownet_bounded", False):
         return
 
@@ -42,7 +42,7 @@ def bound_tcp_options() -> None:
         return opt, rest
 
     parser.shadownet_bounded = True  # type: ignore[attr-defined]
-    tcp.TCPOption.parser = classmethod(parser)  # type: ignore[method-assign, assignment]
+    tcp.TCPOption.parser = classmethod(parser)
 
 
 def lldp_only() -> None:
@@ -64,7 +64,7 @@ def lldp_only() -> None:
             raise LLDPPacket.LLDPUnknownFormat(msg=f"malformed LLDP: {exc!r}") from None
 
     lldp_parse.shadownet_bounded = True  # type: ignore[attr-defined]
-    LLDPPacket.lldp_parse = staticmethod(lldp_parse)  # type: ignore[method-assign, assignment]
+    LLDPPacket.lldp_parse = staticmethod(lldp_parse)
 
 
 def apply() -> None:

@@ -43,7 +43,7 @@ class _NoAliasLoader(yaml.SafeLoader):
                     None, None, f"the key {shown!r} appears twice", key_node.start_mark)
         return super().construct_mapping(node, deep=deep)
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(AliasEvent):
             event = self.peek_event()
             raise yaml.composer.ComposerError(

@@ -51,7 +51,7 @@ class Lab:
         self.discovery_timeout = discovery_timeout or 30 + 1.5 * self.info.switches
         self.tenants = tenants
         self.probe_port = probe_port
-        self.controller: ControllerProcess | None = None
+        self._controller: ControllerProcess | None = None
         self.agent: AgentProcess | None = None
         self.net: Any = None
 
@@ -79,13 +79,20 @@ class Lab:
         config["rest"] = {**config.get("rest", {}), "tokens_file": str(self.tokens_file)}
         config_file = self.workdir / "shadownet.yaml"
         config_file.write_text(yaml.safe_dump(config))
-        self.controller = ControllerProcess(self.workdir, config_file=config_file, hub=self.hub,
+        self._controller = ControllerProcess(self.workdir, config_file=config_file, hub=self.hub,
                                             token=admin_token)
         self.controller.start()
         self._start_mininet()
         if self.probe_port:
             self._add_probe_port()
         self.wait_for_discovery()
+
+    @property
+    def controller(self) -> ControllerProcess:
+        """The lab's controller (started by :meth:`start`)."""
+        if self._controller is None:
+            raise LabError("the lab is not started: no controller yet")
+        return self._controller
 
     @property
     def tokens_file(self) -> Path:
@@ -152,8 +159,8 @@ class Lab:
             delete_links(tuple(f"{s}-" for s in switch_names))
         except Exception:  # noqa: BLE001
             LOG.exception("bridge cleanup failed")
-        if self.controller is not None:
-            self.controller.stop()
+        if self._controller is not None:
+            self._controller.stop()
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -224,13 +231,14 @@ class Lab:
         import yaml
 
         self.mark_containers()
-        paths = {}
+        paths: dict[str, Path | None] = {"tokens": None, "rules": None}
         for name, data in (("tokens", tokens), ("rules", rules)):
             if data is not None:
-                paths[name] = self.workdir / f"{name}.yaml"
-                paths[name].write_text(yaml.safe_dump(data))
-        self.agent = AgentProcess(self.workdir, self.controller.base_url, **paths,
-                                  args=args, controller_token_file=self.agent_token_file)
+                path = paths[name] = self.workdir / f"{name}.yaml"
+                path.write_text(yaml.safe_dump(data))
+        self.agent = AgentProcess(self.workdir, self.controller.base_url, tokens=paths["tokens"],
+                                  rules=paths["rules"], args=args,
+                                  controller_token_file=self.agent_token_file)
         self.agent.start()
         return self.agent
 

@@ -110,6 +110,7 @@ class NamespaceApplier:
         """Apply one change; True on success (or nothing to do), False when it failed."""
         kind, key, value = change.kind, change.key, change.value or {}
         remove = change.action == "remove"
+        done: bool | None
         try:
             if kind == "arp":
                 done = self._neigh(key, value, remove)

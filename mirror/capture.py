@@ -119,6 +119,7 @@ class MirrorCapture:
 
     def _run_ring(self) -> None:
         ring, poller = self._ring, select.poll()
+        assert self._sock is not None  # opened by start(), before this thread
         poller.register(self._sock.fileno(), select.POLLIN | select.POLLERR)
         block, on_frame = 0, self.on_frame
         unpack_block, unpack_pkt = _BLOCK_HDR.unpack_from, _PKT_HDR.unpack_from
@@ -154,6 +155,7 @@ class MirrorCapture:
 
     def _run(self) -> None:
         sock = self._sock
+        assert sock is not None  # opened by start(), before this thread
         while not self._stop.is_set():
             try:
                 data, ancdata, _flags, addr = sock.recvmsg(65535, 64)
@@ -179,6 +181,8 @@ class MirrorCapture:
                 LOG.exception("mirror %s: frame handler failed", self.netns)
 
     def _read_drops(self) -> None:
+        if self._sock is None:
+            return
         try:
             raw = self._sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 12)
             # The kernel resets these counters on every read.

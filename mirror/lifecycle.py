@@ -203,7 +203,7 @@ class OvsdbWatcher:
         self.on_change()  # it ended: let the agent fall back to polling
 
     def stop(self) -> None:
-        if self.alive:
+        if self.alive and self._proc is not None:
             self._proc.terminate()
             try:
                 self._proc.wait(5)

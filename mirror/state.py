@@ -255,8 +255,9 @@ class NamespaceState:
             return
         neg_ttl = next((min(r.ttl, r.soa_minimum) for r in msg.authority
                         if r.soa_minimum is not None), DEFAULT_NEGATIVE_TTL)
-        answers = [{"type": r.type_name, "name": r.name, "data": r.data, "ttl": r.ttl}
-                   for r in msg.answers if r.rtype in _DNS_KEEP]
+        answers: list[dict[str, Any]] = [
+            {"type": r.type_name, "name": r.name, "data": r.data, "ttl": r.ttl}
+            for r in msg.answers if r.rtype in _DNS_KEEP]
         ttl = min((a["ttl"] for a in answers), default=neg_ttl)
         rcode = "NXDOMAIN" if msg.rcode == 3 else "NOERROR"
         for name, qtype in msg.questions:

@@ -98,7 +98,8 @@ class CorrelationEngine:
         pairs: Iterable[tuple[str, str]] | None = None,
     ) -> None:
         self.cfg = config or CorrelationConfig()
-        self._fixed = None if pairs is None else [tuple(sorted(p)) for p in pairs]
+        self._fixed: list[tuple[str, str]] | None = (
+            None if pairs is None else [(min(p), max(p)) for p in pairs])
         self._long: dict[tuple[str, str], _EwPair] = {}
         self._short: dict[tuple[str, str], _EwPair] = {}
         self._known: list[str] = []

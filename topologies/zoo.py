@@ -45,6 +45,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mininet.topo import Topo
 
@@ -220,7 +221,7 @@ def load_zoo_graph(name_or_path: str | os.PathLike[str], components: str = "larg
     dropped = [_label(raw, n) for n in order if n not in keep]
 
     graph = nx.Graph(name=path.stem)
-    number = {}
+    number: dict[Any, int] = {}
     for node in order:
         if node not in keep:
             continue

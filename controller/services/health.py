@@ -220,7 +220,8 @@ class HealthMonitor:
         s = self.settings
         metrics = self.judge_loss(node, metrics)
         factors = self.factors(metrics)
-        prob, alert, ready, top, components = 0.0, 0.0, False, (), {}
+        prob, alert, ready, components = 0.0, 0.0, False, {}
+        top: tuple[tuple[str, float], ...] = ()
         if self.engine is not None:
             up = self.engine.update(self.entity(node), ts, self.engine_view(node, metrics))
             prob, alert, ready = up.failure_probability, up.alert, up.ready

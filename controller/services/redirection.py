@@ -341,7 +341,7 @@ class RedirectionEngine:
                 plan.events.append(RedirectionEvent(
                     now, svc.name, "suppressed_cooldown", st.active,
                     reason={**active.trigger, "cooldown_left": round(
-                        svc.thresholds.cooldown_seconds - (now - st.last_switch), 3)}))
+                        svc.thresholds.cooldown_seconds - (now - (st.last_switch or now)), 3)}))
             return plan
         target = self._target(svc, None, health, self.excluded(svc.name) | {st.active})
         if target is None:

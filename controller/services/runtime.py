@@ -191,6 +191,8 @@ class ServiceRuntime:
                 self.shadow.detach_cookie(cookie)
             return False
         reply = rules[REPLY]
+        if reply.out_port is None:
+            return False  # a reply rule that outputs nowhere cannot carry the flow
         flow = ClientFlow(entry.client_mac or "", entry.key.client_ip, entry.key.client_port,
                           reply.dpid, reply.out_port)
         self.steering.adopt(entry.key, flow, entry.primary, rules)

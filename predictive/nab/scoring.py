@@ -231,9 +231,9 @@ def optimise_threshold(
             idx = np.flatnonzero(w == k)
             order = idx[np.argsort(-s[idx], kind="stable")]
             val = profile.tp_weight * lay.weight[order]
-            best = np.maximum.accumulate(np.concatenate(([-profile.fn_weight], val)))
+            running = np.maximum.accumulate(np.concatenate(([-profile.fn_weight], val)))
             keys.append(s[order])
-            deltas.append(np.diff(best))
+            deltas.append(np.diff(running))
     if not keys:
         return math.inf, base
     key = np.concatenate(keys)
@@ -243,7 +243,8 @@ def optimise_threshold(
     if key.size == 0:
         return math.inf, base
     order = np.argsort(-key, kind="stable")
-    key, total = key[order], base + np.cumsum(delta[order])
+    key = key[order]
+    total = base + np.cumsum(delta[order])
     # Only the last row of each run of equal scores is a valid threshold point.
     last = np.flatnonzero(np.append(key[1:] != key[:-1], True))
     best = int(last[np.argmax(total[last])])
@@ -264,7 +265,7 @@ class ProfileResult:
     normalised: float
     files: tuple[FileScore, ...]
 
-    def group_breakdown(self) -> dict[str, dict[str, float]]:
+    def group_breakdown(self) -> dict[str, dict[str, float | None]]:
         """Per NAB group (``realTweets``, ...): raw score, windows, and a group-normalised score.
 
         Group scores use the corpus threshold; normalising within the group (its
@@ -274,7 +275,7 @@ class ProfileResult:
         for f in self.files:
             groups.setdefault(f.name.split("/")[0], []).append(f)
         p = self.profile
-        out: dict[str, dict[str, float]] = {}
+        out: dict[str, dict[str, float | None]] = {}
         for g, fs in sorted(groups.items()):
             raw = sum(f.score for f in fs)
             null = -p.fn_weight * sum(f.windows for f in fs)
