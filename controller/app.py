@@ -318,13 +318,14 @@ class ShadownetApp(app_manager.OSKenApp):
         from controller.services.health import probe_metrics
         from controller.services.probes import probe_round, run_off_hub
 
-        interval = self.cfg["reconcile"]["interval"]
-        while self._sleep(interval):
+        probes = self.cfg["node_probes"]
+        while self._sleep(probes["interval"]):
             services = self.core.service_nodes()
             if not services:
                 continue
             now = time.time()
-            for node, results in run_off_hub(probe_round, services).items():
+            for node, results in run_off_hub(probe_round, services, probes["count"],
+                                             probes["timeout"]).items():
                 self.core.observe_node(node, now, probe_metrics(results))
 
     def _shunt_counter_loop(self) -> None:

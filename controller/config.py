@@ -33,6 +33,10 @@ Example::
       flush_interval: 1.0
     prediction:
       enabled: true         # false: act on measured health only (reactive-only)
+    node_probes:            # active probes of service nodes (the Flow Monitor)
+      interval: 10          # seconds between rounds
+      count: 3              # probes per node and round
+      timeout: 0.5          # seconds before a probe counts as lost
     rest:                   # the REST API (see README, Security)
       tokens_file: /etc/shadownet/tokens.yaml  # hashed tokens with roles
       open_reads: false     # true: GETs need no token (changes always do)
@@ -108,6 +112,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "interval": Key((int, float), 10, 0.5, 3600),
         "flush_interval": Key((int, float), 1.0, 0.05, 60),
         "history_seconds": Key((int, float), 3600, 0, 10**8),
+    },
+    "node_probes": {
+        # The Flow Monitor's active probes of service nodes (controller.services.probes).
+        "interval": Key((int, float), 10, 0.2, 3600),
+        "count": Key(int, 3, 1, 100),  # probes per node and interval
+        "timeout": Key((int, float), 0.5, 0.01, 60),  # seconds before a probe counts as lost
     },
     "rest": {
         "tokens_file": Key(str, ""),  # empty: no tokens, so every change is refused

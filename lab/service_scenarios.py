@@ -83,6 +83,7 @@ def service_config(mode: str, topo: Any) -> dict[str, Any]:
     return {
         "services": [service],
         "reconcile": {"interval": 1},
+        "node_probes": {"interval": 1},  # the scenarios last a minute: probe every second
         "prediction": {"enabled": mode == "predictive"},
         "forwarding": {"fast_failover": mode != "none"},
     }

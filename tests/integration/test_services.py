@@ -27,7 +27,8 @@ def serve_name(host) -> int:
 
 class TestServiceVip(LabTest):
     TOPO = "linear,3"
-    CONFIG = {"services": [SERVICE], "reconcile": {"interval": 1}}
+    CONFIG = {"services": [SERVICE], "reconcile": {"interval": 1},
+              "node_probes": {"interval": 1}}
 
     def test_clients_reach_the_vip_and_follow_a_switchover(self, lab):
         h1, h2, h3 = lab.net.get("h1", "h2", "h3")
@@ -55,7 +56,8 @@ class TestServiceNodeDies(LabTest):
     """The Flow Monitor's probes see a dead node and the service moves off it."""
 
     TOPO = "linear,3"
-    CONFIG = {"services": [SERVICE], "reconcile": {"interval": 1}}
+    CONFIG = {"services": [SERVICE], "reconcile": {"interval": 1},
+              "node_probes": {"interval": 1}}
 
     @pytest.fixture()
     def lab(self):

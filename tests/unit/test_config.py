@@ -100,3 +100,14 @@ def test_bad_switch_shadowing_names_the_key(tmp_path, text, needle):
     with pytest.raises(config.ConfigError) as exc:
         config.load(path)
     assert needle in str(exc.value)
+
+
+def test_node_probes_have_their_own_keys(tmp_path):
+    assert config.defaults()["node_probes"] == {"interval": 10, "count": 3, "timeout": 0.5}
+    path = tmp_path / "c.yaml"
+    path.write_text("node_probes:\n  interval: 1\n  count: 5\n")
+    loaded = config.load(path)
+    assert loaded["node_probes"]["interval"] == 1 and loaded["reconcile"]["interval"] == 10
+    path.write_text("node_probes:\n  count: 0\n")
+    with pytest.raises(config.ConfigError, match="'node_probes.count' must be >= 1"):
+        config.load(path)
