@@ -295,7 +295,7 @@ def measure(name: str, path: Path, who: dict, startup: float, repeat: int) -> di
                     who["container_ip"]], cwd=root, check=True, capture_output=True)
     ours_cli = time.perf_counter() - t0
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "controller.cli", "mirror", "replay", str(path),
+    subprocess.run([sys.executable, "-m", "shadownet", "mirror", "replay", str(path),
                     "--json", "--container-mac", who["container_mac"], "--container-ip",
                     who["container_ip"]], cwd=root, check=True, capture_output=True)
     shadownet_cli = time.perf_counter() - t0

@@ -1,6 +1,6 @@
 """``shadownet mirror ...``: offline replay of a capture and rule-file checking.
 
-Registered into the ``shadownet`` parser by ``controller/cli.py``.  User errors
+Registered into the ``shadownet`` parser by ``shadownet/cli.py``.  User errors
 (missing file, unreadable capture, ambiguous container, bad rule file) are
 raised as ValueError / FileNotFoundError with one line; the top-level CLI
 prints ``shadownet: error: <msg>`` and exits 2.

@@ -1,6 +1,6 @@
 """``shadownet predict ...``: NAB evaluation, scoring any series, training the model.
 
-Registered into the ``shadownet`` parser by ``controller/cli.py``.  Each
+Registered into the ``shadownet`` parser by ``shadownet/cli.py``.  Each
 sub-command's ``func(args)`` returns an exit code; user errors are raised as
 ValueError / FileNotFoundError with a one-line message, which the top-level CLI
 prints as ``shadownet: error: <msg>`` (exit 2).

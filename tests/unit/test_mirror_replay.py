@@ -7,10 +7,10 @@ import struct
 
 import pytest
 
-from controller.cli import main
 from mirror import packets as P
 from mirror.pcap import PcapError, PcapReader, PcapWriter, read_pcap
 from mirror.replay import pick_container, replay
+from shadownet.cli import main
 
 C, S, GW = "02:00:00:00:00:01", "02:00:00:00:00:02", "02:00:00:00:00:fe"
 

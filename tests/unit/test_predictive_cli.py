@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.cli import main
+from shadownet.cli import main
 
 NAB_DIR = Path(__file__).parents[2] / ".." / "shared" / "data" / "nab"
 

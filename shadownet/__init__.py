@@ -1,0 +1,1 @@
+"""shadownet: the umbrella command (``shadownet ...``) over the project's packages."""
