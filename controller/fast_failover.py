@@ -27,9 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from controller.network_graph import NetworkGraph
+from controller.pipeline import FF_GROUP_BASE, SHADOW_GROUP_BASE
 
-FF_GROUP_BASE = 0x80000000  # fast-failover groups: 0x80000000..0x8fffffff
-SHADOW_GROUP_BASE = 0x90000000  # shadow select groups: 0x90000000..0x9fffffff
 # (mirror sample groups live in 0x10000..0x7fffffff; OFPG_MAX is 0xffffff00)
 
 SHADOW_WEIGHT_SCALE = 100  # select-group weight units per percent of flows

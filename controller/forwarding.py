@@ -42,15 +42,10 @@ from controller.fast_failover import (
 )
 from controller.frames import ARP_REQUEST, Frame, decode
 from controller.host_table import Host, HostTable
-from controller.mirroring import (
-    FORWARD_TABLE,
-    FROM_CONTAINER_TABLE,
-    TO_CONTAINER_TABLE,
-    MirrorTable,
-    frame_selected,
-)
+from controller.mirroring import MirrorTable, frame_selected
 from controller.network_graph import Link, NetworkGraph
 from controller.ofmsgs import OutMsg
+from controller.pipeline import FORWARD_TABLE, FROM_CONTAINER_TABLE, TO_CONTAINER_TABLE
 from controller.signature_table import FlowSignature, SignatureTable
 from controller.switch_probes import PROBE_ETHERTYPE
 

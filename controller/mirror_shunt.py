@@ -26,17 +26,15 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from controller.mirroring import (
+from controller.mirroring import Mirror, MirrorError
+from controller.ofmsgs import OutMsg
+from controller.pipeline import (
     FORWARD_TABLE,
     FROM_CONTAINER_TABLE,
-    MIRROR_PRIORITY,
+    SHUNT_PRIORITY,
     TO_CONTAINER_TABLE,
-    Mirror,
-    MirrorError,
 )
-from controller.ofmsgs import OutMsg
 
-SHUNT_PRIORITY = MIRROR_PRIORITY + 100
 SHUNT_IDLE_TIMEOUT = 10  # seconds without a bulk segment before the switch drops a shunt
 CONTROL_FLAGS = 0x007  # FIN | SYN | RST: segments with any of these are always copied
 KIND = "mirror-shunt"

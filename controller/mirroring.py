@@ -26,11 +26,15 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-FROM_CONTAINER_TABLE = 0
-TO_CONTAINER_TABLE = 1
-FORWARD_TABLE = 2
-MIRROR_PRIORITY = 500
-READ_ONLY_PRIORITY = 1000
+from controller.pipeline import (
+    FF_GROUP_BASE,
+    FORWARD_TABLE,
+    FROM_CONTAINER_TABLE,
+    MIRROR_GROUP_BASE,
+    MIRROR_PRIORITY,
+    READ_ONLY_PRIORITY,
+    TO_CONTAINER_TABLE,
+)
 
 PROTOCOLS = ("arp", "icmp", "tcp", "udp", "dns")
 _ETH_IP, _ETH_ARP = 0x0800, 0x0806
@@ -157,7 +161,8 @@ class Mirror:
     @property
     def group_id(self) -> int:
         """A stable select-group id for sampling (never 0, below OFPG_MAX)."""
-        return 0x10000 + zlib.crc32(self.container.encode()) % 0x7FFF0000
+        return MIRROR_GROUP_BASE + zlib.crc32(self.container.encode()) % (
+            FF_GROUP_BASE - MIRROR_GROUP_BASE)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -15,12 +15,17 @@ from os_ken.ofproto import ether
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.signature_table import COOKIE_MASK, COOKIE_PREFIX, FlowSignature
+from controller.pipeline import (
+    COOKIE_MASK,
+    COOKIE_PREFIX,
+    IPV6_MULTICAST_DROP_PRIORITY,
+    TABLE_MISS_PRIORITY,
+)
+from controller.signature_table import FlowSignature
 
 # A message and the switch it is for; the domain classes return lists of these.
 OutMsg = tuple[int, Any]
 
-TABLE_MISS_PRIORITY = 0
 
 
 def _apply(actions: list) -> list:
@@ -205,7 +210,7 @@ def drop_ipv6_multicast(table_id: int) -> parser.OFPFlowMod:
     return parser.OFPFlowMod(
         None,
         table_id=table_id,
-        priority=1,
+        priority=IPV6_MULTICAST_DROP_PRIORITY,
         match=parser.OFPMatch(eth_dst=("33:33:00:00:00:00", "ff:ff:00:00:00:00")),
         instructions=[],
     )

@@ -14,9 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-# Cookies are ours when their top 16 bits are "SH"; the low 48 bits are the entry id.
-COOKIE_PREFIX = 0x5348 << 48
-COOKIE_MASK = 0xFFFF << 48
+from controller.pipeline import COOKIE_MASK, COOKIE_PREFIX
+
+# Cookies are ours when their top 16 bits are "SH" (pipeline.COOKIE_PREFIX); the low
+# 48 bits are the entry id.
 ENTRY_ID_MASK = (1 << 48) - 1
 
 ACTIVE = "active"

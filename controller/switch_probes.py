@@ -28,16 +28,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from controller import ofmsgs
-from controller.mirroring import FROM_CONTAINER_TABLE
 from controller.ofmsgs import OutMsg
+from controller.pipeline import FROM_CONTAINER_TABLE, PROBE_COOKIE, PROBE_PRIORITY
 from controller.services.health import PROBES
 
 PROBE_ETHERTYPE = 0x88B5
 PROBE_DST = bytes.fromhex("035348505242")  # multicast + locally administered: "SHPRB"
 PROBE_MAGIC = b"SHPR"
-# Above every other table-0 rule (mirror copies and the mirror read-only guard), so a
-# probe is answered before any mirror copies it or forwarding sees it.
-PROBE_PRIORITY = 65000
+# PROBE_PRIORITY (controller.pipeline) is above every other table-0 rule (mirror copies
+# and the mirror read-only guard), so a probe is answered before any mirror copies it or
+# forwarding sees it.
 # The catch rule's cookie lies *outside* the signature table's 0x5348 prefix, on
 # purpose. The reconciler only asks for and only deletes flows in that prefix that
 # the ST does not hold; a rule outside it is never seen as a stray, and needs no ST
@@ -45,7 +45,7 @@ PROBE_PRIORITY = 65000
 # be reinstalled through flow_add, which cannot say "whole packet, no buffering").
 # The rule is re-sent on every switch connect (an ADD of the same rule is a no-op),
 # and a switch that lost it still sends probes up through its table miss.
-PROBE_COOKIE = 0x5350 << 48  # "SP"
+# That cookie is PROBE_COOKIE ("SP") in controller.pipeline.
 
 _HEADER = struct.Struct("!6s6sH")
 _PAYLOAD = struct.Struct("!4s8sQIQd")  # magic, token, origin dpid, port, seq, sent (s)

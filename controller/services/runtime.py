@@ -24,6 +24,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from controller import ofmsgs
 from controller.network_graph import NetworkGraph
 from controller.ofmsgs import OutMsg
+from controller.pipeline import STEER_TABLE
 from controller.services.health import HealthMonitor, NodeHealth
 from controller.services.redirection import Plan, RedirectionEngine
 from controller.services.service import Node, ServiceTable
@@ -31,7 +32,6 @@ from controller.services.shadow_table import FlowKey, ShadowEntry, ShadowTable, 
 from controller.services.steering import (
     REPLY,
     REQUEST,
-    STEER_TABLE,
     ClientFlow,
     Steering,
     parse_vip_arp,

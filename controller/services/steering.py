@@ -39,9 +39,9 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import ofmsgs
 from controller.frames import ARP_REQUEST, decode
-from controller.mirroring import FORWARD_TABLE, TO_CONTAINER_TABLE
 from controller.network_graph import NetworkGraph
 from controller.ofmsgs import OutMsg
+from controller.pipeline import FORWARD_TABLE, PUNT_PRIORITY, STEER_PRIORITY, STEER_TABLE
 from controller.services.redirection import FlowMove
 from controller.services.service import Node, Service, ServiceError, ServiceTable
 from controller.services.shadow_table import FlowKey, ShadowTable
@@ -49,9 +49,6 @@ from controller.signature_table import FlowSignature, SignatureTable
 
 LOG = logging.getLogger(__name__)
 
-STEER_TABLE = TO_CONTAINER_TABLE
-STEER_PRIORITY = 600  # above mirror copies (500), below the mirror read-only guard (1000)
-PUNT_PRIORITY = 550
 REQUEST, REPLY = "request", "reply"
 _ETH_IP = ether.ETH_TYPE_IP
 

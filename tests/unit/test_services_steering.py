@@ -11,7 +11,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller.forwarding import Forwarder
 from controller.host_table import HostTable
-from controller.mirroring import FORWARD_TABLE
+from controller.pipeline import FORWARD_TABLE
 from controller.services.runtime import ServiceRuntime
 from controller.services.service import Service, ServiceError, ServiceTable
 from controller.services.shadow_table import FlowKey

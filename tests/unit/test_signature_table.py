@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from controller.host_table import Host
+from controller.pipeline import COOKIE_PREFIX
 from controller.reconciler import ObservedFlow, reconcile
 from controller.signature_table import (
     ACTIVE,
-    COOKIE_PREFIX,
     REMOVED,
     SignatureTable,
     cookie_for,

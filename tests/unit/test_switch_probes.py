@@ -9,16 +9,11 @@ import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from controller.mirroring import MIRROR_PRIORITY, READ_ONLY_PRIORITY
+from controller.pipeline import MIRROR_PRIORITY, PROBE_COOKIE, PROBE_PRIORITY, READ_ONLY_PRIORITY
 from controller.reconciler import ObservedFlow, reconcile
 from controller.services.health import HealthMonitor, wilson_lower
 from controller.signature_table import SignatureTable, is_our_cookie
-from controller.switch_probes import (
-    PROBE_COOKIE,
-    PROBE_ETHERTYPE,
-    PROBE_PRIORITY,
-    SwitchProber,
-)
+from controller.switch_probes import PROBE_ETHERTYPE, SwitchProber
 from tests.unit.fakes import FakeNetwork, ring_graph
 from tests.unit.packets import arp_request, ping
 
