@@ -39,7 +39,6 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import ofmsgs
 from controller.frames import ARP_REQUEST, decode
-from controller.network_graph import NetworkGraph
 from controller.ofmsgs import OutMsg
 from controller.pipeline import FORWARD_TABLE, PUNT_PRIORITY, STEER_PRIORITY, STEER_TABLE
 from controller.services.redirection import FlowMove
@@ -307,59 +306,3 @@ class Steering:
         if rule is not None:
             self._retired.append((cookie, rule))  # its final counters still count once
         self.shadow.detach_cookie(cookie)
-
-
-# --- groups -----------------------------------------------------------------------
-def fast_failover_group(group_id: int, buckets: list[tuple[int, int]],
-                        add: bool = True) -> parser.OFPGroupMod:
-    """An OFPGT_FF group: ``(watch_port, out_port)`` per bucket, in order of preference.
-
-    The switch uses the first bucket whose watched port is live, with no
-    controller round trip: the safety net under the predictive moves.
-    """
-    if not buckets:
-        raise ServiceError("fast-failover group: at least one bucket is needed")
-    ofp_buckets = [parser.OFPBucket(weight=0, watch_port=watch, watch_group=ofp.OFPG_ANY,
-                                    actions=[parser.OFPActionOutput(out)])
-                   for watch, out in buckets]
-    return parser.OFPGroupMod(None, ofp.OFPGC_ADD if add else ofp.OFPGC_MODIFY,
-                              ofp.OFPGT_FF, group_id, ofp_buckets)
-
-
-def next_hop_port(graph: NetworkGraph, path: list[int], dpid: int) -> int | None:
-    """The port ``dpid`` uses toward the next switch of ``path`` (None at the end / off path)."""
-    if dpid not in path or path.index(dpid) + 1 >= len(path):
-        return None
-    nxt = path[path.index(dpid) + 1]
-    return graph.graph.edges[dpid, nxt]["ports"][dpid]
-
-
-def path_failover_group(graph: NetworkGraph, dpid: int, primary: list[int],
-                        backup: list[int], group_id: int) -> parser.OFPGroupMod:
-    """FF group at ``dpid``: the primary path's next hop while its port lives, else the
-    backup path's."""
-    first, second = next_hop_port(graph, primary, dpid), next_hop_port(graph, backup, dpid)
-    if first is None or second is None or first == second:
-        raise ServiceError(f"switch {dpid}: primary and backup paths must leave it by "
-                           f"different ports (got {first} and {second})")
-    return fast_failover_group(group_id, [(first, first), (second, second)])
-
-
-def sampling_group(group_id: int, primary_port: int, shadow_port: int, fraction: float,
-                   add: bool = True, low: float = 0.01, high: float = 0.05
-                   ) -> parser.OFPGroupMod:
-    """A select group that sends ``fraction`` of flows (hashed per flow) along a shadow path.
-
-    A small live sample proves the shadow path carries real traffic before a
-    make-before-break move depends on it; 1-5% bounds the cost if it does not.
-    """
-    if isinstance(fraction, bool) or not low <= fraction <= high:
-        raise ServiceError(f"sampling fraction must be between {low} and {high}, "
-                           f"got {fraction!r}")
-    shadow_weight = max(1, round(fraction * 1000))
-    buckets = [(1000 - shadow_weight, primary_port), (shadow_weight, shadow_port)]
-    ofp_buckets = [parser.OFPBucket(weight=w, watch_port=ofp.OFPP_ANY, watch_group=ofp.OFPG_ANY,
-                                    actions=[parser.OFPActionOutput(port)])
-                   for w, port in buckets]
-    return parser.OFPGroupMod(None, ofp.OFPGC_ADD if add else ofp.OFPGC_MODIFY,
-                              ofp.OFPGT_SELECT, group_id, ofp_buckets)

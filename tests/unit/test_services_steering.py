@@ -3,7 +3,6 @@ replies come back from the VIP, drains keep old connections where they are."""
 
 from __future__ import annotations
 
-import pytest
 from os_ken.lib.packet import arp, ethernet, ipv4, packet, tcp
 from os_ken.ofproto import ether, inet
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -13,13 +12,8 @@ from controller.forwarding import Forwarder
 from controller.host_table import HostTable
 from controller.pipeline import FORWARD_TABLE
 from controller.services.runtime import ServiceRuntime
-from controller.services.service import Service, ServiceError, ServiceTable
+from controller.services.service import Service, ServiceTable
 from controller.services.shadow_table import FlowKey
-from controller.services.steering import (
-    fast_failover_group,
-    path_failover_group,
-    sampling_group,
-)
 from controller.signature_table import SignatureTable
 from tests.unit.fakes import _FakeDatapath, _matches, ring_graph
 from tests.unit.packets import arp_request, ip, mac
@@ -291,28 +285,3 @@ def test_idle_timeout_of_a_request_rule_ends_the_flow_and_removes_its_reply_rule
     assert lab.rt.flow_removed(request_cookie, 2.0) == []
 
 
-def test_fast_failover_group_buckets():
-    group = fast_failover_group(7, [(2, 2), (3, 3)])
-    assert group.type == ofp.OFPGT_FF and group.group_id == 7
-    assert [(b.watch_port, b.weight, [a.port for a in b.actions]) for b in group.buckets] == [
-        (2, 0, [2]), (3, 0, [3])]
-    graph, links = ring_graph(4)
-    # From s1 to s3 clockwise leaves by port 2, the other way round by port 3.
-    g = path_failover_group(graph, 1, [1, 2, 3], [1, 4, 3], 9)
-    assert [b.watch_port for b in g.buckets] == [2, 3]
-    net = RewritingNetwork(links)
-    net.send([(1, g)])
-    assert net.switch(1).groups[9][0] == ofp.OFPGT_FF
-    with pytest.raises(ServiceError, match="different ports"):
-        path_failover_group(graph, 1, [1, 2, 3], [1, 2], 9)
-    with pytest.raises(ServiceError, match="at least one bucket"):
-        fast_failover_group(1, [])
-
-
-def test_sampling_group_sends_a_small_share_along_the_shadow_path():
-    g = sampling_group(11, primary_port=2, shadow_port=3, fraction=0.02)
-    assert g.type == ofp.OFPGT_SELECT
-    assert [(b.weight, b.actions[0].port) for b in g.buckets] == [(980, 2), (20, 3)]
-    for bad in (0.5, 0.001, True):
-        with pytest.raises(ServiceError, match="sampling fraction must be between 0.01 and 0.05"):
-            sampling_group(11, 2, 3, bad)
