@@ -91,13 +91,14 @@ class ShadownetApp(app_manager.OSKenApp):
         self._api = None
         port = cfg["controller"]["wsapi_port"]
         if port:
+            from controller.api_server import ApiServer
+            from controller.rest_api import ControllerAPI
             from webui.app import create_app
             from webui.guard import RestSecurity
-            from webui.server import ApiServer
 
             host = cfg["controller"]["wsapi_host"]
             security = RestSecurity.from_config(cfg["rest"], host)
-            self._api = ApiServer(create_app(self.core, security), host, port)
+            self._api = ApiServer(create_app(ControllerAPI(self.core), security), host, port)
             self._api.start()
 
     # --- sending --------------------------------------------------------------

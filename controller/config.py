@@ -61,7 +61,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from controller.safe_yaml import SafeYamlError, load_yaml
+from shadownet.safe_yaml import SafeYamlError, load_yaml
 
 
 class ConfigError(Exception):
@@ -291,7 +291,7 @@ def load(path: str | Path | None) -> dict[str, dict[str, Any]]:
         raise ConfigError(str(exc)) from None
     config = validate(data, str(path))
     if config["rest"]["tokens_file"]:
-        from controller.access import TokenFileError, load_tokens
+        from shadownet.access import TokenFileError, load_tokens
 
         try:
             load_tokens(config["rest"]["tokens_file"])

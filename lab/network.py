@@ -107,7 +107,7 @@ class Lab:
 
         Returns the admin token; the agent's goes to ``agent_token_file`` (mode 0600).
         """
-        from controller.access import ADMIN, AGENT, add_token
+        from shadownet.access import ADMIN, AGENT, add_token
 
         self.tokens_file.unlink(missing_ok=True)
         admin = add_token(self.tokens_file, "lab", ADMIN)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.safe_yaml import SafeYamlError, load_yaml
+from shadownet.safe_yaml import SafeYamlError, load_yaml
 
 SEVERITIES = ("info", "warning", "critical")
 COMMON_FIELDS = {"name", "type", "severity", "labels", "webhook", "mark_unhealthy",

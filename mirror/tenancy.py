@@ -18,7 +18,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.safe_yaml import SafeYamlError, load_yaml
+from shadownet.safe_yaml import SafeYamlError, load_yaml
 
 
 class TokenFileError(ValueError):

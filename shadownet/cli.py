@@ -25,9 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     from predictive import cli as predict_cli
 
     predict_cli.register(sub)
-    from controller import tokens_cli
     from lab import cli as lab_cli
     from mirror import cli as mirror_cli
+    from shadownet import tokens_cli
 
     lab_cli.register(sub)
     mirror_cli.register(sub)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, Response, abort, current_app, jsonify, request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from controller.access import ADMIN, AGENT, OPERATOR
+from shadownet.access import ADMIN, AGENT, OPERATOR
+from webui.core_api import CoreAPI
 from webui.guard import allow, json_body, may_read, public
 
 api = Blueprint("api", __name__)
@@ -15,8 +14,14 @@ api = Blueprint("api", __name__)
 _FLOW_FILTERS = ("dpid", "status", "mac", "cookie", "limit")
 
 
-def _core() -> Any:
-    return current_app.extensions["shadownet_core"]
+def _core() -> CoreAPI:
+    core: CoreAPI = current_app.extensions["shadownet_core"]
+    return core
+
+
+def _refused(exc: ValueError) -> str:
+    """The first line of why the network refused a request (400)."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _int_arg(name: str, base: int = 10) -> int | None:
@@ -87,24 +92,19 @@ def mirrors():
 @api.post("/api/mirrors")
 @allow(AGENT, ADMIN)
 def add_mirror():
-    from controller.mirroring import MirrorError
-
     body = json_body("a JSON object describing the mirror")
     try:
-        mirror, msgs = _core().add_mirror(body)
-    except MirrorError as exc:
-        abort(400, description=str(exc))
-    _core().send(msgs)
+        mirror = _core().register_mirror(body)
+    except ValueError as exc:
+        abort(400, description=_refused(exc))
     return jsonify(mirror), 201
 
 
 @api.delete("/api/mirrors/<container>")
 @allow(AGENT, ADMIN)
 def delete_mirror(container: str):
-    msgs = _core().remove_mirror(container)
-    if msgs is None:
+    if not _core().unregister_mirror(container):
         abort(404, description=f"no mirror for container {container!r}")
-    _core().send(msgs)
     return "", 204
 
 
@@ -120,26 +120,21 @@ def shunts(container: str):
 @allow(AGENT, ADMIN)
 def add_shunt(container: str):
     """Stop copying a connection's bulk segments (the agent asks for its elephants)."""
-    from controller.mirroring import MirrorError
-
     body = json_body("a JSON object naming the connection")
     try:
-        view, created, msgs = _core().add_shunt(container, body)
-    except KeyError:
+        view, created = _core().start_shunt(container, body)
+    except LookupError:
         abort(404, description=f"no mirror for container {container!r}")
-    except MirrorError as exc:
-        abort(400, description=str(exc))
-    _core().send(msgs)
+    except ValueError as exc:
+        abort(400, description=_refused(exc))
     return jsonify(view), 201 if created else 200
 
 
 @api.delete("/api/mirrors/<container>/shunts/<shunt_id>")
 @allow(AGENT, ADMIN)
 def delete_shunt(container: str, shunt_id: str):
-    msgs = _core().remove_shunt(container, shunt_id)
-    if msgs is None:
+    if not _core().end_shunt(container, shunt_id):
         abort(404, description=f"no shunt {shunt_id!r} on container {container!r}")
-    _core().send(msgs)
     return "", 204
 
 
@@ -151,15 +146,13 @@ def services():
 @api.post("/api/services")
 @allow(ADMIN)
 def add_service():
-    from controller.services.service import ServiceError
-
     body = json_body("a JSON object describing the service")
     if not isinstance(body, dict):
         abort(400, description="body must be a JSON object describing the service")
     try:
         return jsonify(_core().add_service(body)), 201
-    except ServiceError as exc:
-        abort(400, description=str(exc).splitlines()[0])
+    except ValueError as exc:
+        abort(400, description=_refused(exc))
 
 
 @api.get("/api/services/events")
@@ -178,8 +171,6 @@ def service_shadow(name: str):
 @api.post("/api/services/<name>/switch")
 @allow(OPERATOR, ADMIN)
 def switch_service(name: str):
-    from controller.services.service import ServiceError
-
     body = json_body("a JSON object with the target 'node' name")
     if not isinstance(body, dict) or not isinstance(body.get("node"), str):
         abort(400, description="body must be a JSON object with the target 'node' name")
@@ -187,8 +178,8 @@ def switch_service(name: str):
         return jsonify(_core().switch_service(name, body["node"]))
     except LookupError as exc:
         abort(404, description=str(exc.args[0]))
-    except ServiceError as exc:
-        abort(400, description=str(exc).splitlines()[0])
+    except ValueError as exc:
+        abort(400, description=_refused(exc))
 
 
 @api.post("/api/hosts/<host>/health")
@@ -231,6 +222,4 @@ def openapi_document():
 
 @api.get("/metrics")
 def metrics():
-    core = _core()
-    core.refresh_gauges()
-    return Response(generate_latest(core.metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(_core().metrics_text(), mimetype=CONTENT_TYPE_LATEST)

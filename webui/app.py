@@ -1,24 +1,23 @@
 """Flask app factory for the controller's REST API, metrics and dashboard.
 
-The app reads a ``ControllerCore``-like object (anything with the same query
-methods), passed in explicitly, so tests build it around a core with no
-switches attached.
+The app talks to the controller through ``webui.core_api.CoreAPI`` only,
+passed in explicitly (the controller passes ``controller.rest_api.ControllerAPI``;
+tests build one around a core with no switches attached).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from webui import guard
 from webui.api import api
+from webui.core_api import CoreAPI
 from webui.dashboard import dashboard
 from webui.guard import RestSecurity
 
 
-def create_app(core: Any, security: RestSecurity | None = None,
+def create_app(core: CoreAPI, security: RestSecurity | None = None,
                testing: bool = False) -> Flask:
     """The API and dashboard around ``core``, behind ``security``'s gate
     (the default has no tokens: every change and every read is refused)."""

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, request
 
-from controller.access import ROLES, Access, Principal
+from shadownet.access import ROLES, Access, Principal
 
 F = TypeVar("F", bound=Callable[..., Any])
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.access import ROLES, Access, Principal, digest
+from controller.rest_api import ControllerAPI
+from shadownet.access import ROLES, Access, Principal, digest
 from webui.app import create_app
 from webui.guard import RestSecurity
 
@@ -19,7 +20,7 @@ def security(open_reads: bool = False, **kwargs: Any) -> RestSecurity:
 
 def client(core: Any, role: str | None = "admin", sec: RestSecurity | None = None) -> Any:
     """A Flask test client of ``create_app(core)``; ``role`` None sends no token."""
-    c = create_app(core, sec or security(), testing=True).test_client()
+    c = create_app(ControllerAPI(core), sec or security(), testing=True).test_client()
     if role is not None:
         c.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKENS[role]}"
     return c

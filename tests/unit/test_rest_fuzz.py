@@ -15,6 +15,7 @@ from schemathesis.checks import not_a_server_error
 
 from controller.core import ControllerCore
 from controller.forwarding import ForwardingSettings
+from controller.rest_api import ControllerAPI
 from tests.unit.fakes import connect_ring
 from tests.unit.rest import TOKENS, security
 from webui.app import create_app
@@ -28,7 +29,7 @@ def _app():
                       "primary": {"name": "h2", "ip": "10.0.0.2", "mac": "00:00:00:00:00:02"},
                       "standbys": [{"name": "h3", "ip": "10.0.0.3",
                                     "mac": "00:00:00:00:00:03"}]})
-    return create_app(core, security(), testing=True)
+    return create_app(ControllerAPI(core), security(), testing=True)
 
 
 APP = _app()

@@ -7,7 +7,11 @@ import stat
 
 import pytest
 
-from controller.access import (
+from controller.core import ControllerCore
+from controller.forwarding import ForwardingSettings
+from controller.rest_api import ControllerAPI
+from controller.state_store import StateStore
+from shadownet.access import (
     ADMIN,
     AGENT,
     OPERATOR,
@@ -17,9 +21,6 @@ from controller.access import (
     add_token,
     load_tokens,
 )
-from controller.core import ControllerCore
-from controller.forwarding import ForwardingSettings
-from controller.state_store import StateStore
 from tests.unit.fakes import connect_ring
 from tests.unit.packets import ping
 from tests.unit.rest import TOKENS, client, security
@@ -37,7 +38,7 @@ def core(tmp_path):
 
 def changing_routes(core):
     """Every (method, url) of the API that is not a read, with placeholder ids."""
-    app = create_app(core, security())
+    app = create_app(ControllerAPI(core), security())
     out = []
     for rule in app.url_map.iter_rules():
         for method in sorted(rule.methods - {"GET", "HEAD", "OPTIONS"}):
@@ -88,7 +89,7 @@ def test_reads_need_a_token_unless_opened_and_the_dashboard_page_never_does(core
 
 
 def test_no_tokens_configured_refuses_every_change_and_says_how_to_fix_it(core):
-    c = create_app(core, RestSecurity(Access(open_reads=True))).test_client()
+    c = create_app(ControllerAPI(core), RestSecurity(Access(open_reads=True))).test_client()
     resp = c.post("/api/services", json={})
     assert resp.status_code == 401 and "shadownet token new" in resp.json["message"]
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from controller import config
-from controller.access import TokenFileError, load_tokens
 from controller.services.service import Service, ServiceError
 from mirror.rules import RuleError, load_rules
 from mirror.tenancy import TokenFileError as AgentTokenFileError
 from mirror.tenancy import load_tokens as load_agent_tokens
+from shadownet.access import TokenFileError, load_tokens
 
 BOMB = ('a: &a ["x","x","x","x","x","x","x","x","x"]\n'
         'b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n'

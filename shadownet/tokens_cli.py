@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from controller.access import ROLES, TokenFileError, add_token
+from shadownet.access import ROLES, TokenFileError, add_token
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -34,7 +34,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from controller.safe_yaml import SafeYamlError, load_yaml
+from shadownet.safe_yaml import SafeYamlError, load_yaml
 
 VIEWER, AGENT, OPERATOR, ADMIN = "viewer", "agent", "operator", "admin"
 ROLES = (VIEWER, AGENT, OPERATOR, ADMIN)
