@@ -36,14 +36,6 @@ from controller.state_store import StateStore, default_db_url
 
 LOG = logging.getLogger("shadownet")
 
-# Set by the launcher before os-ken instantiates the app.
-_RUNTIME: dict[str, Any] = {"config": None}
-
-
-def configure(config: dict[str, dict[str, Any]]) -> None:
-    _RUNTIME["config"] = config
-
-
 SHUNT_COUNTER_INTERVAL = 1.0  # seconds between counter polls of shunt flows
 LOOP_LAG_WARNING = 3.0  # seconds; os-ken times a link out after 10 s without LLDP
 _REMOVED_REASONS = {0: "idle_timeout", 1: "hard_timeout", 2: "delete", 3: "group_delete"}
@@ -52,9 +44,12 @@ _REMOVED_REASONS = {0: "idle_timeout", 1: "hard_timeout", 2: "delete", 3: "group
 class ShadownetApp(app_manager.OSKenApp):
     OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, shadownet_config: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
+        """``shadownet_config``: the validated config; ``shadownet-manager`` passes it to
+        every app it instantiates (os-ken's own apps ignore it); None: the defaults."""
         super().__init__(*args, **kwargs)
-        cfg = _RUNTIME["config"] or config_mod.defaults()
+        cfg = shadownet_config or config_mod.defaults()
         self.cfg = cfg
         fwd = cfg["forwarding"]
         store = StateStore(cfg["controller"]["db_url"] or default_db_url())

@@ -163,7 +163,6 @@ def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
     from os_ken.lib import hub
     from os_ken.topology import switches as osken_switches  # registers observe-links
 
-    from controller import app as shadownet_app
     from controller import osken_fixes
 
     osken_fixes.apply()  # before any app sees a packet-in
@@ -180,7 +179,6 @@ def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
             conf.set_override("ca_certs", ctl["ofp_tls_ca_certs"])
     conf.set_override("observe_links", True)
     tune_link_discovery(osken_switches.Switches)
-    shadownet_app.configure(cfg)
     log = logging.getLogger("shadownet")
     log.info("shadownet-manager: apps=%s openflow=%s:%s rest=%s:%s db=%s hub=%s",
              ",".join(apps), ctl["ofp_listen_host"], ctl["ofp_tcp_listen_port"],
@@ -189,7 +187,7 @@ def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
     stop.install()
     manager = app_manager.AppManager.get_instance()
     manager.load_apps(apps)
-    services = manager.instantiate_apps(**manager.create_contexts())
+    services = manager.instantiate_apps(**manager.create_contexts(), shadownet_config=cfg)
     try:
         while stop.signum is None and any(not _finished(t) for t in services):
             hub.sleep(0.2)
