@@ -61,4 +61,8 @@ def run_scenario(args: argparse.Namespace) -> int:
             # One line per run, scalars only (--json has the evidence behind them).
             print(f"{args.scenario} on {topo}: " + ", ".join(
                 f"{k}={v}" for k, v in result.items() if not isinstance(v, dict | list)))
-    return 0 if not any(r.get("dropped_pct") for r in results) else 1
+    missed = [f"{args.scenario}{' (' + r['mode'] + ')' if r.get('mode') else ''}: {miss}"
+              for r in results for miss in scenario.misses(r.get("mode"), r)]
+    for line in missed:
+        print(f"shadownet: target missed: {line}", file=sys.stderr)
+    return 1 if missed else 0

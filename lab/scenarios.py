@@ -50,29 +50,67 @@ def mirror(lab: Lab) -> dict[str, Any]:
     return mirror_scenario(lab)
 
 
+# --- targets: what each scenario promises; a run that misses one exits non-zero ---------
+Misses = Callable[[str | None, dict[str, Any]], list[str]]  # (mode, result) -> misses
+
+
+def _no_drops(mode: str | None, r: dict[str, Any]) -> list[str]:
+    return [f"dropped {r['dropped_pct']} % of pings (target 0)"] if r.get("dropped_pct") else []
+
+
+def _mirror_agrees(mode: str | None, r: dict[str, Any]) -> list[str]:
+    return [f"{key} = {r[key]} (target 100)" for key in
+            ("arp_agreement_pct", "tcp_established_agreement_pct", "dns_agreement_pct")
+            if r.get(key) not in (None, 100.0)]
+
+
+def _predicted_node_loses_nothing(mode: str | None, r: dict[str, Any]) -> list[str]:
+    if mode != "predictive":
+        return []  # the baselines show what prediction buys; they promise nothing
+    return [f"{r.get('failed')} failed requests (target 0)"] if r.get("failed") != 0 else []
+
+
+def _noise_moves_nothing(mode: str | None, r: dict[str, Any]) -> list[str]:
+    return [f"{r.get('migrations')} migrations (target 0)"] if r.get("migrations") != 0 else []
+
+
+def _cut_within_50ms(mode: str | None, r: dict[str, Any]) -> list[str]:
+    if mode == "none":
+        return []  # no fast failover: the controller's own reroute, no promise
+    gap = r.get("gap_ms")
+    return [f"outage {gap} ms (target <= 50)"] if gap is None or gap > 50 else []
+
+
+def _predicted_switch_loses_nothing(mode: str | None, r: dict[str, Any]) -> list[str]:
+    if mode != "predictive":
+        return []
+    return [f"{r.get('lost')} packets lost (target 0)"] if r.get("lost") != 0 else []
+
+
 @dataclass(frozen=True)
 class Scenario:
-    """How to run one scenario: its default topology, and per mode its config."""
+    """How to run one scenario: its default topology, per mode its config, its target."""
 
     run: Callable[..., dict[str, Any]]  # (lab) or, with modes, (lab, mode)
     default_topo: str = "ring,6"
     modes: tuple[str, ...] = ()
     config: Callable[[str, Any], dict[str, Any]] | None = None  # (mode, topo) -> config
     probe_port: Callable[[str], bool] = lambda mode: False
+    misses: Misses = lambda mode, result: []
 
 
-def _service_scenario(run: Callable[..., dict[str, Any]]) -> Scenario:
+def _service_scenario(run: Callable[..., dict[str, Any]], misses: Misses) -> Scenario:
     from lab import service_scenarios as ss
 
     return Scenario(run, "linear,3", ss.MODES, ss.service_config,
-                    probe_port=lambda mode: mode != "none")
+                    probe_port=lambda mode: mode != "none", misses=misses)
 
 
 def _switch_scenario(run: Callable[..., dict[str, Any]], default_topo: str,
-                     config: Callable[[str, Any], dict[str, Any]]) -> Scenario:
+                     config: Callable[[str, Any], dict[str, Any]], misses: Misses) -> Scenario:
     from lab import switch_scenarios as sw
 
-    return Scenario(run, default_topo, sw.MODES, config)
+    return Scenario(run, default_topo, sw.MODES, config, misses=misses)
 
 
 def _scenarios() -> dict[str, Scenario]:
@@ -80,13 +118,14 @@ def _scenarios() -> dict[str, Scenario]:
     from lab import switch_scenarios as sw
 
     return {
-        "pingall": Scenario(pingall),
-        "mirror": Scenario(mirror, "linear,3"),
-        "degrading-node": _service_scenario(ss.degrading_node),
-        "noise-only": _service_scenario(ss.noise_only),
-        "link-cut": _switch_scenario(sw.link_cut, "ring,4", sw.switch_config),
+        "pingall": Scenario(pingall, misses=_no_drops),
+        "mirror": Scenario(mirror, "linear,3", misses=_mirror_agrees),
+        "degrading-node": _service_scenario(ss.degrading_node, _predicted_node_loses_nothing),
+        "noise-only": _service_scenario(ss.noise_only, _noise_moves_nothing),
+        "link-cut": _switch_scenario(sw.link_cut, "ring,4", sw.switch_config, _cut_within_50ms),
         "degrading-switch": _switch_scenario(sw.degrading_switch, "ring,4",
-                                             sw.degrading_switch_config),
+                                             sw.degrading_switch_config,
+                                             _predicted_switch_loses_nothing),
     }
 
 

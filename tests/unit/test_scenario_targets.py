@@ -1,0 +1,30 @@
+"""Each lab scenario's target: a run that misses it makes ``shadownet lab run`` exit 1."""
+
+from __future__ import annotations
+
+import pytest
+
+from lab.scenarios import SCENARIOS
+
+
+@pytest.mark.parametrize("name,mode,result,missed", [
+    ("pingall", None, {"dropped_pct": 0.0}, False),
+    ("pingall", None, {"dropped_pct": 0.3}, True),
+    ("mirror", None, {"arp_agreement_pct": 100.0, "tcp_established_agreement_pct": None,
+                      "dns_agreement_pct": 100.0}, False),
+    ("mirror", None, {"arp_agreement_pct": 97.5, "dns_agreement_pct": 100.0}, True),
+    ("degrading-node", "predictive", {"failed": 0}, False),
+    ("degrading-node", "predictive", {"failed": 3}, True),
+    ("degrading-node", "reactive", {"failed": 83}, False),  # a baseline promises nothing
+    ("noise-only", "reactive", {"migrations": 0}, False),
+    ("noise-only", "predictive", {"migrations": 1}, True),
+    ("link-cut", "reactive", {"gap_ms": 8.0}, False),
+    ("link-cut", "predictive", {"gap_ms": 51.0}, True),
+    ("link-cut", "reactive", {"error": "receiver printed no result"}, True),
+    ("link-cut", "none", {"gap_ms": 900.0}, False),
+    ("degrading-switch", "predictive", {"lost": 0}, False),
+    ("degrading-switch", "predictive", {"lost": 12}, True),
+    ("degrading-switch", "none", {"lost": 2585}, False),
+])
+def test_targets(name, mode, result, missed):
+    assert bool(SCENARIOS[name].misses(mode, result)) is missed
