@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from controller import mirror_shunt, mirroring, ofmsgs
 from controller.forwarding import Forwarder, ForwardingSettings, OutMsg
+from controller.frames import decode
 from controller.host_table import HostTable
 from controller.metrics import ControllerMetrics
 from controller.mirroring import Mirror, MirrorError, MirrorPolicy
@@ -194,12 +195,13 @@ class ControllerCore:
                 return []  # a switch health probe
             before_hosts = len(self.hosts)
             malformed = self.forwarder.stats.malformed
+            frame = decode(data)  # once, for the services and the forwarder
             # Services first: the forwarder would flood a VIP nobody owns.
-            if len(self.services.services):
-                msgs = self.services.packet_in(dpid, in_port, data)
+            if len(self.services.services) and frame is not None:
+                msgs = self.services.packet_in(dpid, in_port, data, frame)
                 if msgs is not None:
                     return self._counted(msgs)
-            msgs = self.forwarder.packet_in(dpid, in_port, data)
+            msgs = self.forwarder.packet_in(dpid, in_port, data, frame)
             if self.forwarder.stats.malformed != malformed:
                 self.metrics.malformed.inc()
             if len(self.hosts) != before_hosts or msgs:

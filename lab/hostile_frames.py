@@ -23,14 +23,14 @@ import sys
 import time
 from collections.abc import Sequence
 
-
-def _checksum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
+from mirror.packets import (
+    ETH_IPV4,
+    PROTO_TCP,
+    build_eth,
+    build_ipv4,
+    inet_checksum,
+    ip_bytes,
+)
 
 
 def tcp_option_len0(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
@@ -39,14 +39,10 @@ def tcp_option_len0(src_mac: str, dst_mac: str, src_ip: str, dst_ip: str,
     options = bytes([kind, 0, 1, 1])  # the bad option, then two NOPs of padding
     offset = (20 + len(options)) // 4
     tcp = struct.pack("!HHIIBBHHH", sport, dport, 1, 0, offset << 4, 0x02, 64240, 0, 0) + options
-    src, dst = socket.inet_aton(src_ip), socket.inet_aton(dst_ip)
-    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
-    ip_header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0x4000, 64, 6, 0,
-                            src, dst)
-    ip_header = ip_header[:10] + struct.pack("!H", _checksum(ip_header)) + ip_header[12:]
-    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex(src_mac.replace(":", ""))
-    return eth + b"\x08\x00" + ip_header + tcp
+    pseudo = ip_bytes(src_ip) + ip_bytes(dst_ip) + struct.pack("!BBH", 0, PROTO_TCP, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", inet_checksum(pseudo + tcp)) + tcp[18:]
+    ip = build_ipv4(src_ip, dst_ip, PROTO_TCP, tcp, ident=1, frag=0x4000)  # DF
+    return build_eth(dst_mac, src_mac, ETH_IPV4, ip)
 
 
 def mutate(rng: random.Random, frame: bytes) -> bytes:

@@ -470,7 +470,8 @@ def parse_dhcp(payload: bytes) -> DhcpMessage:
 # -- construction (tests, synthetic captures, the benchmark) ----------------------------------
 
 
-def _csum(data: bytes) -> int:
+def inet_checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
         data += b"\x00"
     s = sum(struct.unpack(f"!{len(data) // 2}H", data))
@@ -495,7 +496,7 @@ def build_ipv4(src: str, dst: str, proto: int, payload: bytes, ttl: int = 64, id
     ihl = 5 + len(options) // 4
     hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ihl * 4 + len(payload), ident, frag, ttl,
                       proto, 0, ip_bytes(src), ip_bytes(dst)) + options
-    hdr = hdr[:10] + struct.pack("!H", _csum(hdr)) + hdr[12:]
+    hdr = hdr[:10] + struct.pack("!H", inet_checksum(hdr)) + hdr[12:]
     return hdr + payload
 
 
@@ -517,7 +518,7 @@ def build_udp(sport: int, dport: int, payload: bytes) -> bytes:
 
 def build_icmp(icmp_type: int, code: int, ident: int, seq: int, data: bytes = b"") -> bytes:
     body = struct.pack("!BBHHH", icmp_type, code, 0, ident, seq) + data
-    return body[:2] + struct.pack("!H", _csum(body)) + body[4:]
+    return body[:2] + struct.pack("!H", inet_checksum(body)) + body[4:]
 
 
 def build_arp(op: int, sha: str, spa: str, tha: str, tpa: str) -> bytes:

@@ -22,6 +22,7 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from controller import ofmsgs
+from controller.frames import Frame, decode
 from controller.network_graph import NetworkGraph
 from controller.ofmsgs import OutMsg
 from controller.pipeline import STEER_TABLE
@@ -77,14 +78,19 @@ class ServiceRuntime:
         """Every edge switch sends VIP traffic and ARP for VIPs to the controller."""
         return [m for svc in self.services for m in vip_punts(svc, dpid)]
 
-    def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[OutMsg] | None:
+    def packet_in(self, dpid: int, in_port: int, data: bytes, frame: Frame | None = None
+                  ) -> list[OutMsg] | None:
         """Handle a VIP packet (ARP or a new flow); None when it is not about a service,
-        so the app hands it to the forwarder instead."""
-        arp_req = parse_vip_arp(data, self.services)
+        so the app hands it to the forwarder instead. ``frame``: ``data`` already
+        decoded (the core decodes each packet-in once)."""
+        frame = decode(data) if frame is None else frame
+        if frame is None:
+            return None
+        arp_req = parse_vip_arp(frame, self.services)
         if arp_req is not None:
             svc, src_mac, src_ip = arp_req
             return [(dpid, ofmsgs.packet_out([in_port], vip_arp_reply(svc, src_mac, src_ip)))]
-        hit = parse_vip_flow(data, self.services, dpid, in_port)
+        hit = parse_vip_flow(frame, self.services, dpid, in_port)
         if hit is None:
             return None
         svc, flow = hit

@@ -38,7 +38,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import ofmsgs
-from controller.frames import ARP_REQUEST, decode
+from controller.frames import ARP_REQUEST, Frame
 from controller.ofmsgs import OutMsg
 from controller.pipeline import FORWARD_TABLE, PUNT_PRIORITY, STEER_PRIORITY, STEER_TABLE
 from controller.services.redirection import FlowMove
@@ -133,21 +133,19 @@ def vip_arp_reply(svc: Service, request_src_mac: str, request_src_ip: str) -> by
     return ofmsgs.arp_reply_bytes(request_src_mac, request_src_ip, svc.vip_mac, svc.vip)
 
 
-def parse_vip_arp(data: bytes, services: ServiceTable) -> tuple[Service, str, str] | None:
-    """(service, requester MAC, requester IP) when ``data`` is an ARP request for a VIP."""
-    frame = decode(data)
-    if frame is None or frame.arp_op != ARP_REQUEST or not frame.arp_dst_ip:
+def parse_vip_arp(frame: Frame, services: ServiceTable) -> tuple[Service, str, str] | None:
+    """(service, requester MAC, requester IP) when ``frame`` is an ARP request for a VIP."""
+    if frame.arp_op != ARP_REQUEST or not frame.arp_dst_ip:
         return None
     hits = services.by_vip(frame.arp_dst_ip)
     return (hits[0], frame.src, frame.arp_src_ip or "") if hits else None
 
 
-def parse_vip_flow(data: bytes, services: ServiceTable, dpid: int, in_port: int
+def parse_vip_flow(frame: Frame, services: ServiceTable, dpid: int, in_port: int
                    ) -> tuple[Service, ClientFlow] | None:
-    """(service, client flow) when ``data`` is a client packet to a VIP:port."""
-    frame = decode(data)
-    proto = frame.transport if frame is not None else None
-    if frame is None or proto is None or frame.dst_ip is None or frame.dport is None:
+    """(service, client flow) when ``frame`` is a client packet to a VIP:port."""
+    proto = frame.transport
+    if proto is None or frame.dst_ip is None or frame.dport is None:
         return None
     hits = services.by_vip(frame.dst_ip, frame.dport, proto)
     if not hits or frame.src_ip is None or frame.sport is None:
