@@ -60,14 +60,14 @@ class ShadownetApp(app_manager.OSKenApp):
                 hard_timeout=fwd["hard_timeout"],
                 priority=fwd["priority"],
                 fast_failover=fwd["fast_failover"],
-                critical_switches=frozenset(cfg["switch_shadowing"]["critical"]),
-                shadow_sample_percent=cfg["switch_shadowing"]["sample_percent"],
+                critical_switches=frozenset(cfg["switch_drain"]["critical"]),
+                bypass_sample_percent=cfg["switch_drain"]["sample_percent"],
             ),
             history_seconds=cfg["reconcile"]["history_seconds"],
             mirror_policy=MirrorPolicy.from_dict(cfg["mirroring"], "mirroring"),
             services=cfg.get("services", []),
             predictive=cfg["prediction"]["enabled"],
-            switch_shadowing=cfg["switch_shadowing"],
+            switch_drain=cfg["switch_drain"],
         )
         self.core.sender = self.send
         self.datapaths: dict[int, Any] = {}
@@ -81,7 +81,7 @@ class ShadownetApp(app_manager.OSKenApp):
         self._workers = [hub.spawn(self._sender_loop), hub.spawn(self._reconcile_loop),
                          hub.spawn(self._flush_loop), hub.spawn(self._probe_loop),
                          hub.spawn(self._shunt_counter_loop), hub.spawn(self._loop_lag_loop)]
-        if cfg["switch_shadowing"]["critical"]:
+        if cfg["switch_drain"]["critical"]:
             self._workers.append(hub.spawn(self._switch_probe_loop))
         self._api = None
         port = cfg["controller"]["wsapi_port"]
@@ -344,7 +344,7 @@ class ShadownetApp(app_manager.OSKenApp):
 
     def _switch_probe_loop(self) -> None:
         """Critical switches: probe their links, score them, drain before they fail."""
-        interval = self.cfg["switch_shadowing"]["probe_interval"]
+        interval = self.cfg["switch_drain"]["probe_interval"]
         while self._sleep(interval):
             self.send(self.core.switch_tick())
 

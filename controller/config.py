@@ -42,7 +42,7 @@ Example::
       open_reads: false     # true: GETs need no token (changes always do)
       allowed_hosts: []     # Host names accepted besides localhost and wsapi_host
       max_body_bytes: 65536
-    switch_shadowing:       # keep a live shadow path around critical switches
+    switch_drain:       # keep a live bypass around critical switches
       critical: [2, 5]      # switch dpids
       sample_percent: 2     # % of flows hashed onto the shadow all the time (0..5)
       probe_interval: 1.0   # seconds between health probes of a critical switch
@@ -56,12 +56,15 @@ Example::
 from __future__ import annotations
 
 import builtins
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shadownet.safe_yaml import SafeYamlError, load_yaml
+
+LOG = logging.getLogger(__name__)
 
 
 class ConfigError(Exception):
@@ -129,17 +132,22 @@ SCHEMA: dict[str, dict[str, Key]] = {
         # Off: services and switches move only on measured health (reactive-only).
         "enabled": Key(bool, True),
     },
-    "switch_shadowing": {
+    "switch_drain": {
         "critical": Key(list, [], 0, 2**64 - 1, item=int),
         "sample_percent": Key((int, float), 2, 0, 5),
         "probe_interval": Key((int, float), 1.0, 0.05, 3600),
         "enter_probability": Key((int, float), 0.9, 0, 1),
+        "exit_probability": Key((int, float), 0.9, 0, 1),
         "enter_health": Key((int, float), 0.5, 0, 1),
-        "confirm": Key(int, 2, 1, 1000),
-        "cool_down": Key((int, float), 30, 0, 10**6),
         "exit_health": Key((int, float), 0.8, 0, 1),
+        "confirm": Key(int, 2, 1, 1000),
+        "cooldown_seconds": Key((int, float), 30, 0, 10**6),
     },
 }
+
+# Old names still read, each with a warning naming the new one: (section, key) -> new.
+RENAMED_SECTIONS = {"switch_shadowing": "switch_drain"}
+RENAMED_KEYS = {("switch_drain", "cool_down"): "cooldown_seconds"}
 
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list",
                bool: "true or false"}
@@ -166,6 +174,13 @@ def validate(data: Any, source: str = "config") -> dict[str, dict[str, Any]]:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping of sections, got {_kind(data)}")
     for section, values in data.items():
+        if section in RENAMED_SECTIONS:
+            new = RENAMED_SECTIONS[section]
+            LOG.warning("%s: section %r is now called %r; please rename it", source, section, new)
+            if new in data:
+                raise ConfigError(f"{source}: sections {section!r} and {new!r} are the same "
+                                  f"section (renamed); keep only {new!r}")
+            section = new
         if section == "services":
             from controller.services.service import ServiceError, services_from_config
 
@@ -187,6 +202,15 @@ def validate(data: Any, source: str = "config") -> dict[str, dict[str, Any]]:
                 f"{source}: section {section!r} must be a mapping, got {_kind(values)}"
             )
         for name, value in values.items():
+            if (section, name) in RENAMED_KEYS:
+                new = RENAMED_KEYS[section, name]
+                LOG.warning("%s: key '%s.%s' is now called '%s.%s'; please rename it",
+                            source, section, name, section, new)
+                if new in values:
+                    raise ConfigError(f"{source}: keys '{section}.{name}' and "
+                                      f"'{section}.{new}' are the same key (renamed); "
+                                      f"keep only '{section}.{new}'")
+                name = new
             spec = SCHEMA[section].get(name)
             if spec is None:
                 raise ConfigError(
@@ -210,13 +234,19 @@ def _check_together(config: dict[str, Any], source: str) -> None:
     for key in ("ofp_tls_key", "ofp_tls_cert", "ofp_tls_ca_certs"):
         if ctl[key] and not Path(ctl[key]).is_file():
             raise ConfigError(f"{source}: key 'controller.{key}': no such file {ctl[key]!r}")
-    shadow = config["switch_shadowing"]
+    drain = config["switch_drain"]
     # Hysteresis: a switch must look clearly better to come back than it did to go.
-    if shadow["exit_health"] <= shadow["enter_health"]:
+    if drain["exit_health"] <= drain["enter_health"]:
         raise ConfigError(
-            f"{source}: key 'switch_shadowing.exit_health' must be above "
-            f"'switch_shadowing.enter_health' ({shadow['exit_health']!r} <= "
-            f"{shadow['enter_health']!r})"
+            f"{source}: key 'switch_drain.exit_health' must be above "
+            f"'switch_drain.enter_health' ({drain['exit_health']!r} <= "
+            f"{drain['enter_health']!r})"
+        )
+    if drain["exit_probability"] > drain["enter_probability"]:
+        raise ConfigError(
+            f"{source}: key 'switch_drain.exit_probability' must not be above "
+            f"'switch_drain.enter_probability' ({drain['exit_probability']!r} > "
+            f"{drain['enter_probability']!r})"
         )
 
 

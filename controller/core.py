@@ -28,7 +28,7 @@ from controller.port_stats import PortCounters, PortStats
 from controller.reconciler import ObservedFlow, reconcile
 from controller.signature_table import ACTIVE, REMOVED, SignatureTable
 from controller.state_store import StateStore
-from controller.switch_shadow import ShadowSettings, SwitchShadowing
+from controller.switch_drain import DrainSettings, SwitchDrain
 
 LOG = logging.getLogger(__name__)
 # LLDP frames sent out of a link's port since its last answer before its silence
@@ -46,7 +46,7 @@ class ControllerCore:
         services: list[dict[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
         predictive: bool = True,
-        switch_shadowing: dict[str, Any] | None = None,
+        switch_drain: dict[str, Any] | None = None,
     ) -> None:
         """``predictive``: node health includes the predictive engine's failure
         probability, so services move *before* a node fails; off, they move only
@@ -77,8 +77,8 @@ class ControllerCore:
             self._saved_service_state = store.load_service_state()
             self.services.restore(store.load_shadow(), self._saved_service_state,
                                   self.clock())
-        shadow = ShadowSettings.from_config(switch_shadowing or {})
-        self.shadowing = SwitchShadowing(replace(shadow, predictive=predictive), self.forwarder)
+        shadow = DrainSettings.from_config(switch_drain or {})
+        self.switch_drain = SwitchDrain(replace(shadow, predictive=predictive), self.forwarder)
         self.node_health: dict[str, Any] = {}
         self.port_stats = PortStats()
         self.unhealthy: dict[str, dict[str, Any]] = {}
@@ -121,7 +121,7 @@ class ControllerCore:
             self.connected.add(dpid)
             msgs = self.forwarder.switch_connected(dpid, ports)
             msgs += self.services.switch_connected(dpid)
-            msgs += self.shadowing.switch_connected(dpid)
+            msgs += self.switch_drain.switch_connected(dpid)
             # Groups are not in the ST; re-create them before reconciliation re-adds flows.
             for entry in self.table.active(dpid):
                 if entry.backup_port is not None and entry.group_id is not None:
@@ -134,7 +134,7 @@ class ControllerCore:
     def switch_disconnected(self, dpid: int) -> list[OutMsg]:
         with self.lock:
             self.connected.discard(dpid)
-            self.shadowing.switch_disconnected(dpid)
+            self.switch_drain.switch_disconnected(dpid)
             self.port_stats.forget(dpid)
             return self._counted(self.forwarder.switch_disconnected(dpid))
 
@@ -191,7 +191,7 @@ class ControllerCore:
     def packet_in(self, dpid: int, in_port: int, data: bytes) -> list[OutMsg]:
         with self.lock:
             self.metrics.count_packet_in()
-            if self.shadowing.packet_in(dpid, in_port, data, self.clock()):
+            if self.switch_drain.packet_in(dpid, in_port, data, self.clock()):
                 return []  # a switch health probe
             before_hosts = len(self.hosts)
             malformed = self.forwarder.stats.malformed
@@ -257,21 +257,21 @@ class ControllerCore:
     def switch_tick(self) -> list[OutMsg]:
         """One switch-probe interval: score critical switches, drain or undrain, probe."""
         with self.lock:
-            critical = self.shadowing.settings.critical
+            critical = self.switch_drain.settings.critical
             extra = {dpid: self.port_stats.switch(dpid) for dpid in critical}
-            msgs, events = self.shadowing.tick(self.clock(), self.connected, extra)
+            msgs, events = self.switch_drain.tick(self.clock(), self.connected, extra)
             for event in events:
-                LOG.info("switch shadowing: %s", event.as_dict())
+                LOG.info("switch drain: %s", event.as_dict())
             return self._counted(msgs)
 
     def switch_health(self) -> dict[str, Any]:
         """Critical switches: health, drained or not, and the decisions so far."""
         with self.lock:
-            sh = self.shadowing
+            sh = self.switch_drain
             return {
                 "critical": sorted(sh.settings.critical),
                 "drained": sorted(self.forwarder.drained),
-                "sample_percent": self.forwarder.settings.shadow_sample_percent,
+                "sample_percent": self.forwarder.settings.bypass_sample_percent,
                 "health": {str(dpid): _health_view(h) for dpid, h in sh.health.items()},
                 "ports": {str(dpid): self.port_stats.ports(dpid) for dpid in sh.settings.critical},
                 "events": [e.as_dict() for e in sh.failover.events],

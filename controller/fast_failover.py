@@ -11,12 +11,12 @@ When two detours of one path would need different exits from the same
 (switch, in-port), the later hop stays unprotected rather than risk a loop;
 the controller still reroutes it once the port-down event arrives.
 
-Switch shadowing. When a path crosses a *critical* switch C in transit, the
-hop before C (the divergence switch D) gets a *shadow path* as its detour:
+Switch drain. When a path crosses a *critical* switch C in transit, the
+hop before C (the divergence switch D) gets a *bypass* as its detour:
 the shortest way to the destination that avoids C itself, not just the link
-D->C, so it survives C dying whole. Shadows are planned before the ordinary
+D->C, so it survives C dying whole. Bypasses are planned before the ordinary
 detours (they may carry live traffic, so they get first claim on shared
-exits). The forwarder can then put a small share of flows on the shadow all
+exits). The forwarder can then put a small share of flows on the bypass all
 the time (a weighted select group at D), which keeps it proven live.
 """
 
@@ -27,11 +27,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from controller.network_graph import NetworkGraph
-from controller.pipeline import FF_GROUP_BASE, SHADOW_GROUP_BASE
+from controller.pipeline import BYPASS_GROUP_BASE, FF_GROUP_BASE
 
 # (mirror sample groups live in 0x10000..0x7fffffff; OFPG_MAX is 0xffffff00)
 
-SHADOW_WEIGHT_SCALE = 100  # select-group weight units per percent of flows
+BYPASS_WEIGHT_SCALE = 100  # select-group weight units per percent of flows
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class PlannedFlow:
     backup_port: int | None = None  # path flows with a detour use a fast-failover group
     path: tuple[int, ...] = ()
     arrival_port: int | None = None  # where a path flow's packets come in
-    # A path flow whose backup_port starts a shadow path, or a detour flow on one.
-    shadow: bool = False
+    # A path flow whose backup_port starts a bypass, or a detour flow on one.
+    bypass: bool = False
 
 
 def ff_group_id(path_key: str) -> int:
@@ -53,17 +53,17 @@ def ff_group_id(path_key: str) -> int:
     return FF_GROUP_BASE | (zlib.crc32(path_key.encode()) & 0x0FFFFFFF)
 
 
-def shadow_group_id(path_key: str) -> int:
+def bypass_group_id(path_key: str) -> int:
     """The select group at a path's divergence switch: its own range, so a path
-    that gains or loses its shadow never reuses a fast-failover group's id with
+    that gains or loses its bypass never reuses a fast-failover group's id with
     another group type."""
-    return SHADOW_GROUP_BASE | (zlib.crc32(path_key.encode()) & 0x0FFFFFFF)
+    return BYPASS_GROUP_BASE | (zlib.crc32(path_key.encode()) & 0x0FFFFFFF)
 
 
-def shadow_weights(percent: float) -> tuple[int, int]:
-    """Select-group weights (primary, shadow) that put ``percent`` % of flows on the shadow."""
-    shadow = round(percent * SHADOW_WEIGHT_SCALE)
-    return 100 * SHADOW_WEIGHT_SCALE - shadow, shadow
+def bypass_weights(percent: float) -> tuple[int, int]:
+    """Select-group weights (primary, bypass) that put ``percent`` % of flows on the bypass."""
+    bypass = round(percent * BYPASS_WEIGHT_SCALE)
+    return 100 * BYPASS_WEIGHT_SCALE - bypass, bypass
 
 
 def plan_path(
@@ -74,16 +74,16 @@ def plan_path(
     """Path flows (ingress first) plus detour flows and backup ports.
 
     ``protect`` gives every hop a detour; a transit ``critical`` switch gives
-    the hop before it a shadow path whatever ``protect`` says (the operator
-    asked for that switch). Detours and shadows keep clear of the ``avoid``
+    the hop before it a bypass whatever ``protect`` says (the operator
+    asked for that switch). Detours and bypasses keep clear of the ``avoid``
     (drained) switches when they can.
     """
     hops = graph.hops(switch_path, first_in_port, last_out_port)
     path = tuple(switch_path)
     # Divergence switch -> the critical switch right after it, for transit critical switches.
-    shadowed = {switch_path[i - 1]: c for i, c in enumerate(switch_path)
+    bypassed = {switch_path[i - 1]: c for i, c in enumerate(switch_path)
                 if 0 < i < len(switch_path) - 1 and c in critical}
-    if (not protect and not shadowed) or len(switch_path) < 2:
+    if (not protect and not bypassed) or len(switch_path) < 2:
         return [PlannedFlow(h.dpid, h.out_port, path=path) for h in hops]
     dst = switch_path[-1]
     # Where each (switch, in-port) already sends this path's packets. The path's own
@@ -92,7 +92,7 @@ def plan_path(
     detour_flows: list[PlannedFlow] = []
     backups: dict[int, int] = {}
 
-    def claim(i: int, route: list[int] | None, shadow: bool) -> None:
+    def claim(i: int, route: list[int] | None, bypass: bool) -> None:
         """Give hop ``i`` the detour ``route`` unless it clashes with what is planned."""
         if route is None:
             return
@@ -105,18 +105,18 @@ def plan_path(
             if (h.dpid, h.in_port) not in detour_exits:  # else the same exit is in place
                 detour_exits[(h.dpid, h.in_port)] = h.out_port
                 detour_flows.append(PlannedFlow(h.dpid, h.out_port, in_port=h.in_port,
-                                                path=tuple(route), shadow=shadow))
+                                                path=tuple(route), bypass=bypass))
 
     for i, hop in enumerate(hops[:-1]):
-        if hop.dpid in shadowed:
-            claim(i, _around_switch(graph, hop.dpid, shadowed[hop.dpid], dst, avoid), True)
-    shadows = set(backups)
+        if hop.dpid in bypassed:
+            claim(i, _around_switch(graph, hop.dpid, bypassed[hop.dpid], dst, avoid), True)
+    bypasses = set(backups)
     if protect:
         for i, hop in enumerate(hops[:-1]):
             if hop.dpid not in backups:
                 claim(i, _detour(graph, hop.dpid, switch_path[i + 1], dst, avoid), False)
     primary = [PlannedFlow(h.dpid, h.out_port, backup_port=backups.get(h.dpid), path=path,
-                           arrival_port=h.in_port, shadow=h.dpid in shadows)
+                           arrival_port=h.in_port, bypass=h.dpid in bypasses)
                for h in hops]
     return primary + detour_flows
 
@@ -129,7 +129,7 @@ def install_order(graph: NetworkGraph, plan: list[PlannedFlow]) -> list[PlannedF
     packet that meets a new flow stays on new flows to the destination, and
     one that has not met any still follows the old path. The ingress, which
     every other flow serves, comes last: it is the flip from old to new. (A
-    plain downstream-first order of the path is not enough once a shadow
+    plain downstream-first order of the path is not enough once a bypass
     carries live traffic, or when a new detour flow catches old-path packets.)
     """
     return [plan[i] for i in _downstream_first(graph, plan)]
@@ -195,7 +195,7 @@ def _detour(graph: NetworkGraph, at: int, avoid_next: int, dst: int,
 
 def _around_switch(graph: NetworkGraph, at: int, critical: int, dst: int,
                    avoid: frozenset[int] | set[int]) -> list[int] | None:
-    """The shadow path: from ``at`` to ``dst`` without crossing ``critical`` at all."""
+    """The bypass: from ``at`` to ``dst`` without crossing ``critical`` at all."""
     drained = {n for n in avoid if n not in (at, dst)} - {critical}
     if drained:
         route = graph.shortest_path_avoiding(at, dst, drained | {critical})

@@ -17,7 +17,7 @@ Design choices:
 - A switch predicted to fail is *drained*: paths are recomputed around it the
   same make-before-break way (new downstream flows, then the ingress flip,
   then the old flows go), so traffic leaves it before it fails. Critical
-  switches also get a live shadow path (see :mod:`controller.fast_failover`).
+  switches also get a live bypass (see :mod:`controller.fast_failover`).
 """
 
 from __future__ import annotations
@@ -33,12 +33,12 @@ from os_ken.ofproto import ether
 from controller import ofmsgs
 from controller.fast_failover import (
     PlannedFlow,
+    bypass_group_id,
+    bypass_weights,
     ff_group_id,
     install_order,
     plan_path,
     removal_order,
-    shadow_group_id,
-    shadow_weights,
 )
 from controller.frames import ARP_REQUEST, Frame, decode
 from controller.host_table import Host, HostTable
@@ -52,7 +52,7 @@ from controller.switch_probes import PROBE_ETHERTYPE
 LOG = logging.getLogger(__name__)
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
-PATH_KINDS = frozenset({"forward", "detour", "shadow"})  # the ST entries of host paths
+PATH_KINDS = frozenset({"forward", "detour", "bypass"})  # the ST entries of host paths
 
 
 @dataclass
@@ -65,11 +65,11 @@ class ForwardingSettings:
     # enough to catch a copy re-entering through a link LLDP has not found yet.
     flood_dedupe_seconds: float = 0.25
     fast_failover: bool = True
-    # Switch shadowing: paths crossing one of these get a shadow path around it ...
+    # Switch drain: paths crossing one of these get a bypass around it ...
     critical_switches: frozenset[int] = frozenset()
-    # ... and this percent of their flows (hashed per flow) rides the shadow all the
-    # time, through a select group; 0 keeps a fast-failover group (shadow used on failure).
-    shadow_sample_percent: float = 2.0
+    # ... and this percent of their flows (hashed per flow) rides the bypass all the
+    # time, through a select group; 0 keeps a fast-failover group (bypass used on failure).
+    bypass_sample_percent: float = 2.0
 
 
 @dataclass
@@ -264,7 +264,7 @@ class Forwarder:
             return [], self._remove_path(key, keep=set(), reason="no_path")
         plan = plan_path(self.graph, switch_path, src.port, dst.port, protect=s.fast_failover,
                          critical=s.critical_switches, avoid=self.drained)
-        old_groups = {e.entry_id: (e.group_id, e.shadow_percent)
+        old_groups = {e.entry_id: (e.group_id, e.bypass_percent)
                       for e in self.table.active_path(key) if e.group_id is not None}
         msgs: list[OutMsg] = []
         stale_groups: list[OutMsg] = []
@@ -273,11 +273,11 @@ class Forwarder:
             match: dict[str, Any] = {"eth_src": src.mac, "eth_dst": dst.mac}
             if flow.in_port is not None:
                 match = {"in_port": flow.in_port, **match}
-            # A shadow's divergence switch samples live flows onto it (select group).
-            sampled = flow.shadow and flow.in_port is None and s.shadow_sample_percent > 0
+            # A bypass's divergence switch samples live flows onto it (select group).
+            sampled = flow.bypass and flow.in_port is None and s.bypass_sample_percent > 0
             group_id = None
             if flow.backup_port is not None:
-                group_id = shadow_group_id(key) if sampled else ff_group_id(key)
+                group_id = bypass_group_id(key) if sampled else ff_group_id(key)
             entry, changed = self.table.upsert(
                 flow.dpid,
                 match,
@@ -291,7 +291,7 @@ class Forwarder:
                 group_id=group_id,
                 backup_port=flow.backup_port,
                 arrival_port=flow.arrival_port,
-                shadow_percent=s.shadow_sample_percent if sampled else None,
+                bypass_percent=s.bypass_sample_percent if sampled else None,
                 kind=_flow_kind(flow),
                 path=list(flow.path),
                 path_key=key,
@@ -315,16 +315,16 @@ class Forwarder:
     def group_msgs(entry: FlowSignature) -> list[OutMsg]:
         """(Re)create an entry's group: ADD for a new one, MODIFY for an old.
 
-        Fast-failover, or for a divergence switch sampling onto a shadow path
-        (``shadow_percent``), a weighted select group whose buckets watch their
+        Fast-failover, or for a divergence switch sampling onto a bypass
+        (``bypass_percent``), a weighted select group whose buckets watch their
         ports, so it fails over in the data plane too. Everything needed is in
         the entry, so the core can rebuild groups after a reconnect.
         """
         if entry.group_id is None or entry.out_port is None or entry.backup_port is None:
             return []  # not a group entry: nothing to rebuild
-        if entry.shadow_percent:
-            primary, shadow = shadow_weights(entry.shadow_percent)
-            buckets = [(primary, entry.out_port), (shadow, entry.backup_port)]
+        if entry.bypass_percent:
+            primary, bypass = bypass_weights(entry.bypass_percent)
+            buckets = [(primary, entry.out_port), (bypass, entry.backup_port)]
             return [
                 (entry.dpid, ofmsgs.watched_select_group(
                     entry.group_id, buckets, arrival_port=entry.arrival_port)),
@@ -354,7 +354,7 @@ class Forwarder:
             self.table.mark_removed(entry, reason, self.clock())
             msgs.append((entry.dpid, ofmsgs.flow_delete_cookie(entry.cookie)))
             if entry.backup_port is not None and entry.group_id is not None:
-                groups.append((entry.dpid, _group_delete(entry.group_id, entry.shadow_percent)))
+                groups.append((entry.dpid, _group_delete(entry.group_id, entry.bypass_percent)))
         return msgs + groups
 
     def _reroute(self, links: list[Link]) -> list[OutMsg]:
@@ -368,7 +368,7 @@ class Forwarder:
     def drain(self, dpid: int) -> list[OutMsg]:
         """Move every path off ``dpid`` while it still works (it is predicted to fail).
 
-        Paths whose hops, detours or shadows cross it are recomputed avoiding it,
+        Paths whose hops, detours or bypasses cross it are recomputed avoiding it,
         make before break. A path that has no way around (the switch is one of
         its ends, or a cut vertex) keeps it: draining never disconnects anyone.
         """
@@ -430,9 +430,9 @@ class Forwarder:
 def _flow_kind(flow: PlannedFlow) -> str:
     if flow.in_port is None:
         return "forward"
-    return "shadow" if flow.shadow else "detour"
+    return "bypass" if flow.bypass else "detour"
 
 
-def _group_delete(group_id: int, shadow_percent: float | None) -> Any:
-    return (ofmsgs.group_delete(group_id) if shadow_percent
+def _group_delete(group_id: int, bypass_percent: float | None) -> Any:
+    return (ofmsgs.group_delete(group_id) if bypass_percent
             else ofmsgs.ff_group_delete(group_id))

@@ -10,7 +10,7 @@ Table 0 ``FROM_CONTAINER``: what a container sends (mirror copies and the
 read-only guard, switch-probe punts, elephant shunts), then table 1.
 Table 1 ``TO_CONTAINER``: what a container receives (mirror copies, shunts)
 and service steering (VIP rewrites, VIP punts), then table 2.
-Table 2 ``FORWARD``: whole-path forwarding, fast-failover and shadow groups.
+Table 2 ``FORWARD``: whole-path forwarding, fast-failover and bypass groups.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ PROBE_PRIORITY = 65000  # switch probes back to the controller (table 0)
 # --- group id ranges (one group type per range, so an id is never reused across types) --
 MIRROR_GROUP_BASE = 0x10000  # mirror sampling select groups: 0x10000..0x7fffffff
 FF_GROUP_BASE = 0x80000000  # fast-failover groups: 0x80000000..0x8fffffff
-SHADOW_GROUP_BASE = 0x90000000  # shadow-path select groups: 0x90000000..0x9fffffff
+BYPASS_GROUP_BASE = 0x90000000  # bypass select groups: 0x90000000..0x9fffffff
 
 # --- cookies ---------------------------------------------------------------------------
 COOKIE_PREFIX = 0x5348 << 48  # "SH": every flow in the signature table

@@ -53,9 +53,9 @@ class FlowSignature:
     backup_port: int | None = None  # fast-failover: the detour's port while out_port is down
     arrival_port: int | None = None  # where the path enters this switch (crankback detours)
     # Percent of flows a select group hashes onto backup_port all the time (the live
-    # shadow path around a critical switch); None: the group is fast-failover.
-    shadow_percent: float | None = None
-    # forward (a path hop), detour, shadow (a detour kept live), mirror, service
+    # bypass around a critical switch); None: the group is fast-failover.
+    bypass_percent: float | None = None
+    # forward (a path hop), detour, bypass (a detour kept live), mirror, service
     kind: str = "forward"
     path: list[int] = field(default_factory=list)
     path_key: str = ""
@@ -82,7 +82,7 @@ class FlowSignature:
 
     def action_pointer(self) -> dict[str, Any]:
         return {"out_port": self.out_port, "group_id": self.group_id,
-                "backup_port": self.backup_port, "shadow_percent": self.shadow_percent,
+                "backup_port": self.backup_port, "bypass_percent": self.bypass_percent,
                 "goto_table": self.goto_table, "path": list(self.path)}
 
     def as_dict(self) -> dict[str, Any]:
@@ -152,7 +152,7 @@ class SignatureTable:
         goto_table: int | None = None,
         backup_port: int | None = None,
         arrival_port: int | None = None,
-        shadow_percent: float | None = None,
+        bypass_percent: float | None = None,
         kind: str = "forward",
         path: list[int] | None = None,
         path_key: str = "",
@@ -169,13 +169,13 @@ class SignatureTable:
         if existing_id is not None:
             entry = self._entries[existing_id]
             new_path = list(path or [])
-            action = (out_port, group_id, goto_table, backup_port, shadow_percent, new_path)
+            action = (out_port, group_id, goto_table, backup_port, bypass_percent, new_path)
             current = (entry.out_port, entry.group_id, entry.goto_table, entry.backup_port,
-                       entry.shadow_percent, entry.path)
+                       entry.bypass_percent, entry.path)
             changed = current != action
             if changed:
                 (entry.out_port, entry.group_id, entry.goto_table, entry.backup_port,
-                 entry.shadow_percent, entry.path) = action
+                 entry.bypass_percent, entry.path) = action
                 entry.arrival_port = arrival_port
                 if path_key and path_key != entry.path_key:
                     self._unindex_path(entry)
@@ -183,7 +183,7 @@ class SignatureTable:
                     self._index_path(entry)
                 entry.installed_at = now
                 self.dirty.add(entry.entry_id)
-            if entry.kind != kind:  # a detour that became a shadow: a label, not a flow-mod
+            if entry.kind != kind:  # a detour that became a bypass: a label, not a flow-mod
                 entry.kind = kind
                 self.dirty.add(entry.entry_id)
             return entry, changed
@@ -200,7 +200,7 @@ class SignatureTable:
             goto_table=goto_table,
             backup_port=backup_port,
             arrival_port=arrival_port,
-            shadow_percent=shadow_percent,
+            bypass_percent=bypass_percent,
             kind=kind,
             path=list(path or []),
             path_key=path_key,

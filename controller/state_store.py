@@ -89,7 +89,7 @@ class FlowRow(Base):
     goto_table: Mapped[int | None] = mapped_column(Integer, nullable=True)
     backup_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     arrival_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
-    shadow_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bypass_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
     kind: Mapped[str] = mapped_column(String(16), default="forward")
     path: Mapped[list] = mapped_column(JSON)
     path_key: Mapped[str] = mapped_column(String(64), index=True)
@@ -157,6 +157,9 @@ class ServiceStateRow(Base):
     last_switch: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+# Columns renamed since an older release: (table, new name) -> old name.
+RENAMED_COLUMNS = {("flow_signatures", "bypass_percent"): "shadow_percent"}
+
 _FLOW_FIELDS = [c.name for c in FlowRow.__table__.columns]
 _SHADOW_FIELDS = [c.name for c in ShadowRow.__table__.columns]
 _SERVICE_FIELDS = [c.name for c in ServiceStateRow.__table__.columns]
@@ -191,8 +194,9 @@ class StateStore:
         """Bring a database written by an older release up to the current columns.
 
         ``create_all`` only creates missing tables; a column added since (such as
-        ``shadow_percent``) would make every load fail. New columns are nullable,
+        ``bypass_percent``) would make every load fail. New columns are nullable,
         so adding them empty keeps old rows valid: NULL means what old rows meant.
+        A column that was renamed (``RENAMED_COLUMNS``) gets its old values.
         """
         for table in Base.metadata.sorted_tables:
             have = {c["name"] for c in inspect(self.engine).get_columns(table.name)}
@@ -202,9 +206,13 @@ class StateStore:
                 dialect = self.engine.dialect
                 quote = dialect.identifier_preparer.quote
                 kind = column.type.compile(dialect=dialect)
+                old = RENAMED_COLUMNS.get((table.name, column.name))
                 with self.engine.begin() as conn:
                     conn.execute(text(f"ALTER TABLE {quote(table.name)} "
                                       f"ADD COLUMN {quote(column.name)} {kind}"))
+                    if old in have:
+                        conn.execute(text(f"UPDATE {quote(table.name)} SET "
+                                          f"{quote(column.name)} = {quote(old)}"))
 
     def load_flows(self) -> list[FlowSignature]:
         with Session(self.engine) as session:

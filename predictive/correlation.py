@@ -1,7 +1,7 @@
 """Rolling correlation between the metrics of one entity: usual pairings and their breaks.
 
 Failures often show first as a *relationship* going wrong rather than one metric
-going out of range: latency that stops following load, a shadow path whose
+going out of range: latency that stops following load, a bypass whose
 counters stop tracking the primary's, CPU and error rate rising together.  This
 module keeps, for every pair of metrics, exponentially weighted correlations at
 a long and a short time scale:

@@ -197,8 +197,8 @@ def set_health(host: str):
         abort(404, description=str(exc.args[0]))
 
 
-@api.get("/api/switches/shadowing")
-def switch_shadowing():
+@api.get("/api/switches/drain")
+def switch_drain():
     """Critical switches: their health, which are drained, and the decisions taken."""
     return jsonify(_core().switch_health())
 

@@ -120,7 +120,7 @@ def openapi() -> dict[str, Any]:
                                       "reason": {"type": "string", "maxLength": 512}}},
                       "agent, operator, admin", errors=(400, 401, 403, 404, 413)),
             "parameters": [_path_param("host", "host MAC, IP or name")]}},
-        "/api/switches/shadowing": _read("critical switches, drains and their decisions"),
+        "/api/switches/drain": _read("critical switches, drains and their decisions"),
         "/api/health": {"get": {"summary": "liveness; the full report with a token",
                                 "security": [{}, {"bearer": []}],
                                 "responses": {"200": _ok(), **_errors(503)}}},

@@ -6,19 +6,15 @@ in, the packets each node received in that interval. It returns a
 :class:`Plan`: flows to move, nodes to take out of service, and events that
 say why. It sends nothing; :mod:`.steering` turns moves into flow-mods.
 
-Deciding that a node is failing (per service, since thresholds are):
+Deciding that a node is failing is :class:`controller.hysteresis.Hysteresis`'s
+job, per service since thresholds are (a node *trips* after ``confirm``
+intervals beyond the enter levels, and *clears* after ``confirm`` intervals
+within the exit levels; the same machine judges critical switches). Here:
 
-- a node *trips* when its failure probability reaches ``enter_probability`` or
-  its health falls to ``enter_health`` for ``confirm`` consecutive intervals,
-  and only after ``min_observations`` intervals (no verdicts during warm-up);
-- it *clears* only when the probability is back at or below
-  ``exit_probability`` **and** health at or above ``exit_health``, again for
-  ``confirm`` intervals. Enter and exit levels differ (hysteresis), so noise
-  around one line does not flap;
 - a service switches at most once per ``cooldown_seconds``, unless the node is
   plainly dead (health at or below ``dead_health``) or the new node failed
   verification: both are decisive evidence, not noise;
-- a cleared node becomes a shadow again; there is no automatic failback (it
+- a cleared node becomes a standby again; there is no automatic failback (it
   would be a second disruption for a node that just proved unreliable).
 
 Switching over (a :class:`Switchover`):
@@ -45,69 +41,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from controller.hysteresis import TRIPPED, Hysteresis, Levels, Verdict
 from controller.services.health import NodeHealth
-from controller.services.service import Service, ServiceError, ServiceTable, Thresholds
+from controller.services.service import Service, ServiceError, ServiceTable
 from controller.services.shadow_table import FlowKey, ShadowEntry, ShadowTable
 
 LOG = logging.getLogger(__name__)
-
-HEALTHY = "healthy"
-TRIPPED = "tripped"
 
 VERIFYING = "verifying"
 COMMITTED = "committed"
 FAILED = "failed"
 SUPERSEDED = "superseded"
-
-
-class AdaptiveThreshold:
-    """A per-node probability threshold that rises above what the node does when healthy.
-
-    Some nodes run with a permanently raised failure probability (a bursty
-    batch server, a noisy probe path). A fixed threshold either fires on them
-    all the time or is set too high for everyone else. This keeps the
-    probabilities a node showed while healthy and sets its enter level to the
-    ``quantile`` of those plus ``margin`` (never below the configured level,
-    never above ``ceiling``); the exit level keeps the configured gap below it.
-    """
-
-    def __init__(self, base_enter: float, base_exit: float, *, window: int = 200,
-                 min_samples: int = 20, quantile: float = 0.95, margin: float = 0.1,
-                 ceiling: float = 0.95) -> None:
-        self.base_enter, self.base_exit = base_enter, base_exit
-        self.min_samples, self.quantile = min_samples, quantile
-        self.margin, self.ceiling = margin, max(ceiling, base_enter)
-        self._seen: deque[float] = deque(maxlen=window)
-
-    def learn(self, probability: float) -> None:
-        """Only call with probabilities observed while the node is healthy."""
-        self._seen.append(probability)
-
-    @property
-    def enter(self) -> float:
-        if len(self._seen) < self.min_samples:
-            return self.base_enter
-        ordered = sorted(self._seen)
-        q = ordered[min(len(ordered) - 1, int(self.quantile * len(ordered)))]
-        return min(self.ceiling, max(self.base_enter, q + self.margin))
-
-    @property
-    def exit(self) -> float:
-        return max(0.0, self.enter - (self.base_enter - self.base_exit))
-
-
-@dataclass
-class NodeVerdict:
-    """Hysteresis state of one node in one service."""
-
-    state: str = HEALTHY
-    beyond: int = 0  # consecutive intervals at or beyond the enter levels
-    within: int = 0  # consecutive intervals at or within the exit levels
-    observations: int = 0
-    last_ts: float | None = None
-    since: float | None = None
-    trigger: dict[str, Any] = field(default_factory=dict)
-    adaptive: AdaptiveThreshold | None = None
 
 
 @dataclass
@@ -188,7 +132,7 @@ class RedirectionEngine:
         self.services = services
         self.shadow = shadow
         self._state: dict[str, _ServiceState] = {}
-        self._verdicts: dict[tuple[str, str], NodeVerdict] = {}
+        self.hysteresis = Hysteresis()  # verdicts by (service, node)
         self._ids = itertools.count(1)
         self.events: deque[RedirectionEvent] = deque(maxlen=history)
 
@@ -204,17 +148,18 @@ class RedirectionEngine:
         """Where new flows of ``service`` go."""
         return self.state(service).active
 
-    def verdict(self, service: str, node: str) -> NodeVerdict:
-        key = (service, node)
-        if key not in self._verdicts:
-            th = self._service(service).thresholds
-            self._verdicts[key] = NodeVerdict(adaptive=AdaptiveThreshold(
-                th.enter_probability, th.exit_probability) if th.adaptive else None)
-        return self._verdicts[key]
+    def verdict(self, service: str, node: str) -> Verdict:
+        return self.hysteresis.verdict((service, node), self.levels(service))
+
+    def levels(self, service: str) -> Levels:
+        """The service's thresholds as the levels its nodes are judged by."""
+        th = self._service(service).thresholds
+        return Levels(th.enter_probability, th.exit_probability, th.enter_health,
+                      th.exit_health, th.confirm, th.min_observations, adaptive=th.adaptive)
 
     def tripped(self, service: str) -> set[str]:
         return {n.name for n in self._service(service).nodes
-                if self.verdict(service, n.name).state == TRIPPED}
+                if self.verdict(service, n.name).tripped}
 
     def excluded(self, service: str) -> set[str]:
         """Nodes that take no new flows: tripped, or being drained by an open switchover."""
@@ -326,7 +271,7 @@ class RedirectionEngine:
                 plan.extend(self._judge(svc, node.name, h, now))
         plan.extend(self._progress(svc, st, health, now, traffic))
         active = self.verdict(svc.name, st.active)
-        if active.state != TRIPPED:
+        if not active.tripped:
             st.noted.clear()
             return plan
         if any(sw.open and sw.from_node == st.active for sw in st.switchovers):
@@ -355,38 +300,13 @@ class RedirectionEngine:
         return plan
 
     def _judge(self, svc: Service, node: str, h: NodeHealth, now: float) -> Plan:
-        """Advance one node's hysteresis with a fresh observation."""
-        v = self.verdict(svc.name, node)
-        if v.last_ts is not None and h.timestamp <= v.last_ts:
-            return Plan()  # already counted
-        v.last_ts = h.timestamp
-        v.observations += 1
-        th: Thresholds = svc.thresholds
-        prob = h.failure_probability if h.ready else 0.0
-        enter_p = v.adaptive.enter if v.adaptive else th.enter_probability
-        exit_p = v.adaptive.exit if v.adaptive else th.exit_probability
-        beyond = prob >= enter_p or h.score <= th.enter_health
-        within = prob <= exit_p and h.score >= th.exit_health
-        v.beyond = v.beyond + 1 if beyond else 0
-        v.within = v.within + 1 if within else 0
+        """Advance one node's verdict with a fresh observation."""
+        change = self.hysteresis.observe((svc.name, node), h, now, self.levels(svc.name))
         plan = Plan()
-        if v.state == HEALTHY:
-            if v.adaptive is not None and not beyond:
-                v.adaptive.learn(prob)
-            if beyond and v.beyond >= th.confirm and v.observations >= th.min_observations:
-                v.state, v.since = TRIPPED, now
-                v.trigger = {
-                    "trigger": "failure_probability" if prob >= enter_p else "health",
-                    "enter_probability": round(enter_p, 4),
-                    "enter_health": th.enter_health,
-                    **h.reason(),
-                }
-                plan.events.append(RedirectionEvent(now, svc.name, "node_tripped", node,
-                                                    reason=v.trigger))
-        elif within and v.within >= th.confirm:
-            v.state, v.since, v.trigger = HEALTHY, now, {}
-            plan.events.append(RedirectionEvent(now, svc.name, "node_cleared", node,
-                                                reason=h.reason()))
+        if change is not None:
+            kind = "node_tripped" if change.kind == TRIPPED else "node_cleared"
+            plan.events.append(RedirectionEvent(now, svc.name, kind, node,
+                                                reason=change.reason))
         return plan
 
     def _target(self, svc: Service, client_dpid: int | None,
@@ -485,14 +405,13 @@ class RedirectionEngine:
                    "packets": sw.carried, "verify_seconds": svc.thresholds.verify_seconds}
         plan = Plan()
         for name in sorted(sw.targets | {sw.to_node}):
-            v = self.verdict(svc.name, name)
-            v.state, v.since, v.beyond, v.within, v.trigger = TRIPPED, now, 0, 0, trigger
+            self.hysteresis.trip((svc.name, name), self.levels(svc.name), now, trigger)
             plan.events.append(RedirectionEvent(now, svc.name, "verification_failed", name,
                                                 reason=trigger))
         if st.active != sw.to_node:
             return plan
         target = self._target(svc, None, health, self.excluded(svc.name) | {sw.from_node})
-        if target is None and self.verdict(svc.name, sw.from_node).state != TRIPPED:
+        if target is None and not self.verdict(svc.name, sw.from_node).tripped:
             target = sw.from_node  # nothing better: back to the old node while it still works
         if target is None:
             plan.events.append(RedirectionEvent(now, svc.name, "no_shadow", sw.to_node,

@@ -23,7 +23,7 @@ cookie, no gap) and replaces the reply rule make-before-break.
 
 Also here: the ARP reply for a VIP, fast-failover groups (``watch_port``
 buckets, the reactive safety net when a port dies before any prediction) and
-the 1-5% select group that samples flows along a shadow path.
+the 1-5% select group that samples flows along a bypass.
 """
 
 from __future__ import annotations

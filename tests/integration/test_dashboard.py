@@ -77,7 +77,7 @@ class TestDashboard(LabTest):
 
 class TestDashboardFailover(LabTest):
     TOPO = "ring,4"
-    CONFIG = {"switch_shadowing": {"critical": [2]},
+    CONFIG = {"switch_drain": {"critical": [2]},
               "services": [{"name": "web", "vip": "10.0.0.100", "port": 80,
                             "primary": {"name": "h2", "ip": "10.0.0.2",
                                         "mac": "00:00:00:00:00:02"},

@@ -71,11 +71,11 @@ class TestDegradingSwitch:
         assert r["lost"] > 0 and r["received"] > 0, shown(r)
 
 
-class TestShadowSampling(LabTest):
-    """A few percent of flows ride the shadow path around a critical switch, hashed per flow."""
+class TestBypassSampling(LabTest):
+    """A few percent of flows ride the bypass around a critical switch, hashed per flow."""
 
     TOPO = "ring,4"
-    CONFIG = {"switch_shadowing": {"critical": [2], "sample_percent": 5}}
+    CONFIG = {"switch_drain": {"critical": [2], "sample_percent": 5}}
 
     def test_select_group_sends_a_per_flow_sample_around_the_switch(self, lab):
         h1, h3 = lab.net.get("h1", "h3")

@@ -53,48 +53,65 @@ def test_empty_file_is_defaults(tmp_path):
     assert config.load(path) == config.defaults()
 
 
-def test_switch_shadowing_defaults_and_values(tmp_path):
-    cfg = config.load(None)["switch_shadowing"]
+def test_switch_draining_defaults_and_values(tmp_path):
+    cfg = config.load(None)["switch_drain"]
     assert cfg == {"critical": [], "sample_percent": 2, "probe_interval": 1.0,
                    "enter_probability": 0.9, "enter_health": 0.5, "confirm": 2,
-                   "cool_down": 30, "exit_health": 0.8}
+                   "cooldown_seconds": 30, "exit_health": 0.8, "exit_probability": 0.9}
     path = tmp_path / "c.yaml"
-    path.write_text("switch_shadowing:\n  critical: [2, 0x10]\n  sample_percent: 0\n"
-                    "  cool_down: 5.5\n")
-    cfg = config.load(path)["switch_shadowing"]
+    path.write_text("switch_drain:\n  critical: [2, 0x10]\n  sample_percent: 0\n"
+                    "  cooldown_seconds: 5.5\n")
+    cfg = config.load(path)["switch_drain"]
     assert cfg["critical"] == [2, 16] and cfg["sample_percent"] == 0
-    assert cfg["cool_down"] == 5.5 and cfg["confirm"] == 2
+    assert cfg["cooldown_seconds"] == 5.5 and cfg["confirm"] == 2
+
+
+def test_renamed_switch_keys_are_still_read_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "old.yaml"
+    path.write_text("switch_shadowing:\n  critical: [2]\n  cool_down: 7\n")
+    with caplog.at_level("WARNING"):
+        cfg = config.load(path)["switch_drain"]
+    assert cfg["critical"] == [2] and cfg["cooldown_seconds"] == 7
+    assert "'switch_shadowing' is now called 'switch_drain'" in caplog.text
+    assert "'switch_drain.cool_down' is now called 'switch_drain.cooldown_seconds'" in caplog.text
 
 
 @pytest.mark.parametrize("text,needle", [
-    ("switch_shadowing:\n  critical: 2\n",
-     "key 'switch_shadowing.critical' must be a list, got int 2"),
-    ("switch_shadowing:\n  critical: [1, s2]\n",
-     "key 'switch_shadowing.critical' must hold only integers, got str 's2'"),
-    ("switch_shadowing:\n  critical: [true]\n",
-     "key 'switch_shadowing.critical' must hold only integers, got bool True"),
-    ("switch_shadowing:\n  critical: [-1]\n",
-     "key 'switch_shadowing.critical' must hold values >= 0, got -1"),
-    ("switch_shadowing:\n  sample_percent: 6\n",
-     "key 'switch_shadowing.sample_percent' must be <= 5, got 6"),
-    ("switch_shadowing:\n  sample_percent: -1\n",
-     "key 'switch_shadowing.sample_percent' must be >= 0, got -1"),
-    ("switch_shadowing:\n  probe_interval: fast\n",
-     "key 'switch_shadowing.probe_interval' must be an integer or a number, got str 'fast'"),
-    ("switch_shadowing:\n  enter_probability: 1.5\n",
-     "key 'switch_shadowing.enter_probability' must be <= 1"),
-    ("switch_shadowing:\n  confirm: 0\n", "key 'switch_shadowing.confirm' must be >= 1"),
-    ("switch_shadowing:\n  confirm: 1.5\n",
-     "key 'switch_shadowing.confirm' must be an integer, got float 1.5"),
-    ("switch_shadowing:\n  cool_down: -3\n", "key 'switch_shadowing.cool_down' must be >= 0"),
+    ("switch_drain:\n  critical: 2\n",
+     "key 'switch_drain.critical' must be a list, got int 2"),
+    ("switch_drain:\n  critical: [1, s2]\n",
+     "key 'switch_drain.critical' must hold only integers, got str 's2'"),
+    ("switch_drain:\n  critical: [true]\n",
+     "key 'switch_drain.critical' must hold only integers, got bool True"),
+    ("switch_drain:\n  critical: [-1]\n",
+     "key 'switch_drain.critical' must hold values >= 0, got -1"),
+    ("switch_drain:\n  sample_percent: 6\n",
+     "key 'switch_drain.sample_percent' must be <= 5, got 6"),
+    ("switch_drain:\n  sample_percent: -1\n",
+     "key 'switch_drain.sample_percent' must be >= 0, got -1"),
+    ("switch_drain:\n  probe_interval: fast\n",
+     "key 'switch_drain.probe_interval' must be an integer or a number, got str 'fast'"),
+    ("switch_drain:\n  enter_probability: 1.5\n",
+     "key 'switch_drain.enter_probability' must be <= 1"),
+    ("switch_drain:\n  confirm: 0\n", "key 'switch_drain.confirm' must be >= 1"),
+    ("switch_drain:\n  confirm: 1.5\n",
+     "key 'switch_drain.confirm' must be an integer, got float 1.5"),
+    ("switch_drain:\n  cooldown_seconds: -3\n",
+     "key 'switch_drain.cooldown_seconds' must be >= 0"),
+    ("switch_drain:\n  exit_probability: 0.95\n",
+     "key 'switch_drain.exit_probability' must not be above 'switch_drain.enter_probability'"),
+    ("switch_drain:\n  cool_down: 3\n  cooldown_seconds: 4\n",
+     "keys 'switch_drain.cool_down' and 'switch_drain.cooldown_seconds' are the same key"),
+    ("switch_shadowing: {}\nswitch_drain: {}\n",
+     "sections 'switch_shadowing' and 'switch_drain' are the same section"),
     ("prediction:\n  enabled: yes please\n",
      "key 'prediction.enabled' must be true or false"),
-    ("switch_shadowing:\n  exit_health: 0.4\n",
-     "key 'switch_shadowing.exit_health' must be above 'switch_shadowing.enter_health'"),
-    ("switch_shadowing:\n  critcal: [1]\n", "unknown key 'switch_shadowing.critcal'"),
-    ("switch_shadowing: [1]\n", "section 'switch_shadowing' must be a mapping"),
+    ("switch_drain:\n  exit_health: 0.4\n",
+     "key 'switch_drain.exit_health' must be above 'switch_drain.enter_health'"),
+    ("switch_drain:\n  critcal: [1]\n", "unknown key 'switch_drain.critcal'"),
+    ("switch_drain: [1]\n", "section 'switch_drain' must be a mapping"),
 ])
-def test_bad_switch_shadowing_names_the_key(tmp_path, text, needle):
+def test_bad_switch_drain_names_the_key(tmp_path, text, needle):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(config.ConfigError) as exc:

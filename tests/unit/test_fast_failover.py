@@ -42,12 +42,12 @@ def test_detours_never_redirect_path_packets_and_never_clash():
     assert protected > 0
 
 
-def test_shadows_on_an_operator_graph_avoid_their_switch_and_never_clash():
+def test_bypasses_on_an_operator_graph_avoid_their_switch_and_never_clash():
     graph = zoo_network("Bics")
     nodes = sorted(graph.switches())
     # The three busiest switches are critical.
     critical = set(sorted(nodes, key=lambda n: -graph.graph.degree(n))[:3])
-    shadowed = 0
+    bypassed = 0
     for src in nodes:
         for dst in nodes:
             if src == dst:
@@ -61,11 +61,11 @@ def test_shadows_on_an_operator_graph_avoid_their_switch_and_never_clash():
             exits = [(f.dpid, f.in_port) for f in detours]
             assert len(exits) == len(set(exits)), (src, dst)
             for i, flow in enumerate(plan[:len(path)]):
-                if not flow.shadow:
+                if not flow.bypass:
                     continue
-                shadowed += 1
+                bypassed += 1
                 avoided = path[i + 1]
                 assert avoided in critical and 0 < i + 1 < len(path) - 1
-                routes = {f.path for f in detours if f.shadow and f.path[0] == flow.dpid}
+                routes = {f.path for f in detours if f.bypass and f.path[0] == flow.dpid}
                 assert routes and all(avoided not in r for r in routes), (src, dst)
-    assert shadowed > 50
+    assert bypassed > 50

@@ -104,7 +104,7 @@ def test_fuzzed_series_csvs_read_or_fail_with_a_value_error(tmp_path):
 
 def test_fuzzed_configs_load_or_fail_with_a_config_error(tmp_path):
     seed = (b"controller:\n  wsapi_port: 8080\nforwarding:\n  idle_timeout: 60\n"
-            b"reconcile:\n  interval: 1\nswitch_shadowing:\n  critical: [2]\n"
+            b"reconcile:\n  interval: 1\nswitch_drain:\n  critical: [2]\n"
             b"services:\n  - name: web\n    vip: 10.0.0.100\n    port: 80\n"
             b"    primary: {name: h2, ip: 10.0.0.2, mac: '00:00:00:00:00:02'}\n")
     assert config.load(_write(tmp_path, seed))["services"]

@@ -103,12 +103,12 @@ def test_dashboard_page(client):
     assert resp.status_code == 200 and b"shadownet" in resp.data
 
 
-def test_switch_shadowing_report(tmp_path):
+def test_switch_draining_report(tmp_path):
     core = ControllerCore(StateStore(f"sqlite:///{tmp_path / 'sh.db'}"),
                           ForwardingSettings(critical_switches=frozenset({2})),
-                          switch_shadowing={"critical": [2], "sample_percent": 2})
+                          switch_drain={"critical": [2], "sample_percent": 2})
     connect_ring(core)
     core.switch_tick()  # sends the first probes; no evidence yet
-    body = rest_client(core).get("/api/switches/shadowing").json
+    body = rest_client(core).get("/api/switches/drain").json
     assert body["critical"] == [2] and body["drained"] == [] and body["events"] == []
     assert body["sample_percent"] == 2

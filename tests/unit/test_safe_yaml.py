@@ -60,7 +60,7 @@ def test_a_config_key_given_twice_is_refused(tmp_path):
 @pytest.mark.parametrize("text", [".nan", ".inf", "-.inf"])
 def test_non_finite_numbers_are_refused_in_config_services_and_rules(tmp_path, text):
     path = tmp_path / "c.yaml"
-    path.write_text(f"switch_shadowing:\n  enter_health: {text}\n")
+    path.write_text(f"switch_drain:\n  enter_health: {text}\n")
     with pytest.raises(config.ConfigError, match="finite"):
         config.load(path)
     svc = {"name": "web", "vip": "10.0.0.100", "port": 80,

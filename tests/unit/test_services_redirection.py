@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from controller.hysteresis import AdaptiveThreshold
 from controller.services.health import NodeHealth
 from controller.services.redirection import (
     COMMITTED,
     FAILED,
-    AdaptiveThreshold,
     RedirectionEngine,
 )
 from controller.services.service import Service, ServiceError, ServiceTable

@@ -146,17 +146,17 @@ def test_store_errors_are_one_line(url, needle):
     assert needle in str(exc.value) and "\n" not in str(exc.value)
 
 
-def test_store_keeps_shadow_percent(tmp_path):
+def test_store_keeps_bypass_percent(tmp_path):
     store = StateStore(f"sqlite:///{tmp_path / 'st.db'}")
     table = SignatureTable()
-    a, _ = table.upsert(1, MATCH, 2, group_id=0x90000001, backup_port=3, shadow_percent=2.5,
+    a, _ = table.upsert(1, MATCH, 2, group_id=0x90000001, backup_port=3, bypass_percent=2.5,
                         path=[1, 2, 3], path_key="x>y")
     store.save(flows=table.take_dirty())
     [loaded] = StateStore(f"sqlite:///{tmp_path / 'st.db'}").load_flows()
-    assert loaded.shadow_percent == 2.5 and loaded.as_dict() == a.as_dict()
+    assert loaded.bypass_percent == 2.5 and loaded.as_dict() == a.as_dict()
 
 
-def test_store_written_before_shadow_percent_still_loads(tmp_path):
+def test_store_written_before_bypass_percent_still_loads(tmp_path):
     import sqlite3
 
     db = tmp_path / "old.db"
@@ -177,10 +177,10 @@ def test_store_written_before_shadow_percent_still_loads(tmp_path):
     conn.close()
     store = StateStore(f"sqlite:///{db}")
     [entry] = store.load_flows()
-    assert entry.entry_id == 7 and entry.backup_port == 3 and entry.shadow_percent is None
-    entry.shadow_percent = 1.0
+    assert entry.entry_id == 7 and entry.backup_port == 3 and entry.bypass_percent is None
+    entry.bypass_percent = 1.0
     store.save(flows=[entry])
-    assert StateStore(f"sqlite:///{db}").load_flows()[0].shadow_percent == 1.0
+    assert StateStore(f"sqlite:///{db}").load_flows()[0].bypass_percent == 1.0
 
 
 def test_path_index_agrees_with_a_full_scan():

@@ -30,3 +30,18 @@ def test_a_row_the_database_refuses_costs_only_that_row(tmp_path):
     core.table.upsert(3, {"eth_dst": "00:00:00:00:00:03"}, 1)
     core.flush()
     assert sorted(f.dpid for f in store.load_flows()) == [1, 3]
+
+
+def test_a_database_from_before_the_bypass_rename_keeps_its_sample_percent(tmp_path):
+    """``shadow_percent`` became ``bypass_percent``: an old database's values come along."""
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = StateStore(url)
+    store.save(flows=[FlowSignature(1, 7, {"eth_dst": "00:00:00:00:00:01"}, 1,
+                                    bypass_percent=2.5)])
+    with store.engine.begin() as conn:  # what an older release wrote
+        conn.execute(text("ALTER TABLE flow_signatures "
+                          "RENAME COLUMN bypass_percent TO shadow_percent"))
+    store.engine.dispose()
+    assert StateStore(url).load_flows()[0].bypass_percent == 2.5

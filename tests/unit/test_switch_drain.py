@@ -1,4 +1,4 @@
-"""Switch shadowing against the fake network: shadow paths, sampling, drain without loss."""
+"""Switch drain against the fake network: bypasses, sampling, drain without loss."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from controller import config
 from controller.fast_failover import (
+    BYPASS_GROUP_BASE,
     FF_GROUP_BASE,
-    SHADOW_GROUP_BASE,
+    bypass_group_id,
     install_order,
     plan_path,
-    shadow_group_id,
 )
 from controller.forwarding import Forwarder, ForwardingSettings
 from controller.host_table import HostTable
@@ -20,10 +20,10 @@ from controller.mirroring import Mirror, MirrorPolicy
 from controller.network_graph import Link, NetworkGraph
 from controller.services.health import HealthMonitor, NodeHealth
 from controller.signature_table import SignatureTable
-from controller.switch_shadow import (
-    ShadowSettings,
+from controller.switch_drain import (
+    DrainSettings,
+    SwitchDrain,
     SwitchFailover,
-    SwitchShadowing,
     switch_node,
 )
 from tests.unit.fakes import FakeNetwork, ring_graph
@@ -52,7 +52,7 @@ def make(graph_links=None, critical=(2,), sample=2.0, fast_failover=True):
     graph, links = graph_links or ring_graph(6)
     settings = ForwardingSettings(fast_failover=fast_failover,
                                   critical_switches=frozenset(critical),
-                                  shadow_sample_percent=sample)
+                                  bypass_sample_percent=sample)
     fwd = Forwarder(graph, HostTable(), SignatureTable(), settings)
     net = FakeNetwork(links)
     switches = graph.switches()
@@ -84,40 +84,40 @@ def visits(net, fields, a: int) -> list[int]:
 
 
 # --- planning -----------------------------------------------------------------
-def test_shadow_avoids_the_critical_switch_not_just_the_link():
+def test_bypass_avoids_the_critical_switch_not_just_the_link():
     # 1-2-3 is the path; around the link 1-2 the shortest way still crosses 2 (1-4-2-3),
     # around the *switch* 2 it is 1-4-5-6-3.
     graph, _ = mesh([(1, 2), (2, 3), (1, 4), (4, 2), (4, 5), (5, 6), (6, 3)])
     plain = plan_path(graph, [1, 2, 3], 1, 1)
-    shadowed = plan_path(graph, [1, 2, 3], 1, 1, critical={2})
+    bypassed = plan_path(graph, [1, 2, 3], 1, 1, critical={2})
     assert {f.path for f in plain if f.in_port is not None} >= {(1, 4, 2, 3)}
-    shadow = [f for f in shadowed if f.shadow and f.in_port is not None]
-    assert shadow and {f.path for f in shadow} == {(1, 4, 5, 6, 3)}
-    assert all(f.dpid != 2 for f in shadow)
-    ingress = shadowed[0]
-    assert ingress.dpid == 1 and ingress.shadow
+    bypass = [f for f in bypassed if f.bypass and f.in_port is not None]
+    assert bypass and {f.path for f in bypass} == {(1, 4, 5, 6, 3)}
+    assert all(f.dpid != 2 for f in bypass)
+    ingress = bypassed[0]
+    assert ingress.dpid == 1 and ingress.bypass
     assert ingress.backup_port == graph.graph.edges[1, 4]["ports"][1]
 
 
-def test_critical_switch_at_either_end_gets_no_shadow():
+def test_critical_switch_at_either_end_gets_no_bypass():
     graph, _ = ring_graph(6)
     for path in ([2, 3, 4], [6, 1, 2]):
         plan = plan_path(graph, path, 1, 1, critical={2})
-        assert not any(f.shadow for f in plan), path
+        assert not any(f.bypass for f in plan), path
 
 
-def test_shadow_planned_even_without_fast_failover():
+def test_bypass_planned_even_without_fast_failover():
     graph, _ = ring_graph(6)
     plan = plan_path(graph, [1, 2, 3], 1, 1, protect=False, critical={2})
     with_backup = [f for f in plan if f.backup_port is not None]
     assert [f.dpid for f in with_backup] == [1]  # only the divergence switch
-    assert all(f.shadow for f in plan if f.in_port is not None)
+    assert all(f.bypass for f in plan if f.in_port is not None)
 
 
-def test_cut_vertex_has_no_shadow_and_falls_back_to_a_detour():
+def test_cut_vertex_has_no_bypass_and_falls_back_to_a_detour():
     graph, _ = mesh([(1, 2), (2, 3), (3, 4), (1, 5), (5, 2)])  # 2 separates 3 and 4
     plan = plan_path(graph, [1, 2, 3], 1, 1, critical={2})
-    assert not any(f.shadow for f in plan)
+    assert not any(f.bypass for f in plan)
     assert plan[0].backup_port is not None  # the ordinary detour 1-5-2-3
 
 
@@ -149,28 +149,28 @@ def test_divergence_switch_gets_a_weighted_select_group_watching_both_ports():
     key = f"{mac(1)}>{mac(3)}"
     ingress = next(e for e in fwd.table.active_paths()[key] if e.dpid == 1
                    and e.kind == "forward")
-    assert ingress.group_id == shadow_group_id(key) and ingress.shadow_percent == 2.0
+    assert ingress.group_id == bypass_group_id(key) and ingress.bypass_percent == 2.0
     groups = [m for d, m in msgs if d == 1 and isinstance(m, parser.OFPGroupMod)]
     assert groups and all(g.type == ofp.OFPGT_SELECT for g in groups)
     buckets = [(b.weight, b.watch_port, [a.port for a in b.actions]) for b in groups[-1].buckets]
     assert buckets == [(9800, 2, [2]), (200, 3, [3])]  # 98 % toward 2, 2 % around it
     # Its own id range: clear of fast-failover groups and mirror sample groups.
     mirror_group = Mirror("c", "t", 1, 1, 9, mac(1), policy=MirrorPolicy()).group_id
-    assert ingress.group_id & 0xF0000000 == SHADOW_GROUP_BASE
+    assert ingress.group_id & 0xF0000000 == BYPASS_GROUP_BASE
     assert ingress.group_id & 0xF0000000 != FF_GROUP_BASE and mirror_group < FF_GROUP_BASE
-    shadow = [e for e in fwd.table.active_paths()[key] if e.kind == "shadow"]
-    assert shadow and all(2 not in e.path and e.idle_timeout == 0 and "in_port" in e.match
-                          for e in shadow)
+    bypass = [e for e in fwd.table.active_paths()[key] if e.kind == "bypass"]
+    assert bypass and all(2 not in e.path and e.idle_timeout == 0 and "in_port" in e.match
+                          for e in bypass)
 
 
-def test_shadow_that_turns_back_outputs_to_in_port():
-    # In a 7-ring, 7->3 runs 7-1-2-3; the shadow around 2 leaves 1 the way packets came in.
+def test_bypass_that_turns_back_outputs_to_in_port():
+    # In a 7-ring, 7->3 runs 7-1-2-3; the bypass around 2 leaves 1 the way packets came in.
     fwd, net = make(ring_graph(7), sample=5.0)
     install(fwd, net, [(7, 3)])
     assert forward_path(fwd, 7, 3) == [7, 1, 2, 3]
     at_1 = next(e for e in fwd.table.active(1) if e.kind == "forward"
                 and e.match["eth_dst"] == mac(3))
-    assert at_1.shadow_percent == 5.0 and at_1.arrival_port == 3
+    assert at_1.bypass_percent == 5.0 and at_1.arrival_port == 3
     group = net.switch(1).groups[at_1.group_id]
     assert [(b.watch_port, [a.port for a in b.actions]) for b in group] == [
         (2, [2]), (3, [ofp.OFPP_IN_PORT])]
@@ -179,24 +179,24 @@ def test_shadow_that_turns_back_outputs_to_in_port():
 
 
 @pytest.mark.parametrize("percent", [2.0, 5.0])
-def test_sampled_share_of_flows_rides_the_shadow_and_arrives(percent):
+def test_sampled_share_of_flows_rides_the_bypass_and_arrives(percent):
     fwd, net = make(sample=percent)
     install(fwd, net, [(1, 3)])
-    on_shadow = 0
+    on_bypass = 0
     for sport in range(1000):
         hops = visits(net, tcp(1, 3, 10000 + sport), 1)
         assert hops[-1] == 3
         if 2 not in hops:
             assert hops == [1, 6, 5, 4, 3]
-            on_shadow += 1
-    assert abs(on_shadow / 1000 - percent / 100) < 0.45 * percent / 100
+            on_bypass += 1
+    assert abs(on_bypass / 1000 - percent / 100) < 0.45 * percent / 100
     # Per flow, not per packet: one 5-tuple always takes the same way.
     assert {tuple(visits(net, tcp(1, 3, 10007), 1)) for _ in range(5)} == {
         tuple(visits(net, tcp(1, 3, 10007), 1))}
 
 
 def test_fake_select_group_honours_weights_and_liveness():
-    # The fake must be able to say no: with the shadow bucket's port down nothing uses it,
+    # The fake must be able to say no: with the bypass bucket's port down nothing uses it,
     # and with the primary's port down everything does (the data-plane failover).
     fwd, net = make(sample=5.0)
     install(fwd, net, [(1, 3)])
@@ -225,11 +225,11 @@ def test_sample_zero_keeps_fast_failover_and_all_traffic_on_the_primary():
     install(fwd, net, [(1, 3)])
     ingress = next(e for e in fwd.table.active(1) if e.kind == "forward"
                    and e.match["eth_dst"] == mac(3))
-    assert ingress.group_id & 0xF0000000 == FF_GROUP_BASE and ingress.shadow_percent is None
+    assert ingress.group_id & 0xF0000000 == FF_GROUP_BASE and ingress.bypass_percent is None
     assert net.switch(1).group_types[ingress.group_id] == ofp.OFPGT_FF
     assert all(2 in visits(net, tcp(1, 3, s), 1) for s in range(300))
-    shadow = [e for e in fwd.table.active() if e.kind == "shadow"]
-    assert shadow and all(2 not in e.path for e in shadow)
+    bypass = [e for e in fwd.table.active() if e.kind == "bypass"]
+    assert bypass and all(2 not in e.path for e in bypass)
 
 
 def test_group_msgs_rebuild_the_select_group_after_a_reconnect():
@@ -310,7 +310,7 @@ def assert_lossless(net, msgs, flows):
 
 
 def _sample_flows(net, pairs, ports=range(40000, 40400)):
-    """Per pair: a few flows on the primary and, where there is one, one on the shadow."""
+    """Per pair: a few flows on the primary and, where there is one, one on the bypass."""
     flows = []
     for a, b in pairs:
         seen: dict[tuple, dict] = {}
@@ -340,7 +340,7 @@ def test_drain_and_undrain_lose_nothing_at_any_step(sample, topo, critical, pair
     flows = _sample_flows(net, pairs)
     if sample and any(critical in forward_path(fwd, a, b)[1:-1] for a, b in pairs):
         assert any(critical not in visits(net, f, a) and critical in forward_path(
-            fwd, a, int(f["eth_dst"][-2:], 16)) for a, f, _ in flows)  # a live shadow flow
+            fwd, a, int(f["eth_dst"][-2:], 16)) for a, f, _ in flows)  # a live bypass flow
     before = {(a, b): forward_path(fwd, a, b) for a, b in pairs}
     drain = fwd.drain(critical)
     assert_lossless(net, drain, flows)
@@ -353,18 +353,18 @@ def test_drain_and_undrain_lose_nothing_at_any_step(sample, topo, critical, pair
     assert {(a, b): forward_path(fwd, a, b) for a, b in pairs} == before
 
 
-def test_undrain_restores_shortest_paths_and_the_live_shadow():
+def test_undrain_restores_shortest_paths_and_the_live_bypass():
     fwd, net = make(sample=2.0)
     install(fwd, net, [(1, 3)])
     groups_before = set(net.switch(1).groups)
     net.send(fwd.drain(2))
     assert forward_path(fwd, 1, 3) == [1, 6, 5, 4, 3]
-    assert not [e for e in fwd.table.active() if e.kind == "shadow"]
+    assert not [e for e in fwd.table.active() if e.kind == "bypass"]
     assert set(net.switch(1).groups).isdisjoint(
-        {shadow_group_id(f"{mac(1)}>{mac(3)}")})  # the stale select group was deleted
+        {bypass_group_id(f"{mac(1)}>{mac(3)}")})  # the stale select group was deleted
     net.send(fwd.undrain(2))
     assert forward_path(fwd, 1, 3) == fwd.graph.switch_path(1, 3) == [1, 2, 3]
-    assert shadow_group_id(f"{mac(1)}>{mac(3)}") in net.switch(1).groups
+    assert bypass_group_id(f"{mac(1)}>{mac(3)}") in net.switch(1).groups
     assert groups_before <= set(net.switch(1).groups)
     hops = [visits(net, tcp(1, 3, s), 1) for s in range(500)]
     assert any(2 not in h for h in hops) and sum(2 in h for h in hops) > 450
@@ -386,7 +386,7 @@ def test_unaffected_paths_send_nothing_on_drain():
     fwd, net = make()
     install(fwd, net, [(4, 5), (5, 4)])
     before = {e.entry_id for e in fwd.table.active()}
-    assert fwd.drain(2) == []  # no path, detour or shadow of these crosses 2
+    assert fwd.drain(2) == []  # no path, detour or bypass of these crosses 2
     assert {e.entry_id for e in fwd.table.active()} == before
 
 
@@ -399,8 +399,8 @@ def health(dpid: int, ts: float, score: float, prob: float = 0.0, ready: bool = 
 
 
 def policy(**overrides) -> SwitchFailover:
-    values = {"critical": frozenset({2}), "confirm": 2, "cool_down": 30.0} | overrides
-    return SwitchFailover(ShadowSettings(**values))
+    values = {"critical": frozenset({2}), "confirm": 2, "cooldown_seconds": 30.0} | overrides
+    return SwitchFailover(DrainSettings(**values))
 
 
 def run(failover: SwitchFailover, series, dpid: int = 2, start: float = 0.0, step: float = 1.0):
@@ -437,8 +437,8 @@ def test_health_at_the_enter_level_trips():
     assert policy(enter_health=0.5).step({2: health(2, 0, 0.51)}, 0).drain == []
 
 
-def test_undrain_waits_for_cool_down_and_confirmed_recovery():
-    f = policy(cool_down=10.0, confirm=2, exit_health=0.8)
+def test_undrain_waits_for_cooldown_seconds_and_confirmed_recovery():
+    f = policy(cooldown_seconds=10.0, confirm=2, exit_health=0.8)
     assert run(f, [(0.1, 0), (0.1, 0)]) == [("drain", 1)]  # drained at t=1
     # Healthy right away, but the cool-down holds it until t >= 11.
     assert run(f, [(0.95, 0)] * 9, start=2) == []
@@ -449,7 +449,7 @@ def test_undrain_waits_for_cool_down_and_confirmed_recovery():
 
 
 def test_between_enter_and_exit_health_nothing_moves():
-    f = policy(cool_down=0.0, exit_health=0.8, enter_health=0.5)
+    f = policy(cooldown_seconds=0.0, exit_health=0.8, enter_health=0.5)
     run(f, [(0.2, 0), (0.2, 0)])
     assert run(f, [(0.7, 0)] * 20, start=2) == []  # better, not good enough: stays drained
     assert f.drained() == {2}
@@ -458,7 +458,7 @@ def test_between_enter_and_exit_health_nothing_moves():
 
 
 def test_high_probability_blocks_undrain_even_with_good_health():
-    f = policy(cool_down=0.0)
+    f = policy(cooldown_seconds=0.0)
     run(f, [(0.1, 0), (0.1, 0)])
     assert run(f, [(0.9, 0.95)] * 5, start=2) == []
 
@@ -468,8 +468,36 @@ def test_reactive_only_never_drains_but_says_it_would_have():
     assert run(f, [(0.1, 0.99)] * 10) == []
     kinds = [e.kind for e in f.events]
     assert kinds == ["not_drained_reactive"]  # once per trip, not every interval
-    run(f, [(0.9, 0), (0.1, 0), (0.1, 0)], start=10)
+    run(f, [(0.9, 0), (0.1, 0), (0.1, 0)], start=10)  # one good interval does not clear a trip
+    assert [e.kind for e in f.events] == ["not_drained_reactive"]
+    run(f, [(0.9, 0), (0.9, 0), (0.1, 0), (0.1, 0)], start=40)  # cleared, then a new trip
     assert [e.kind for e in f.events] == ["not_drained_reactive"] * 2
+    assert f.drained() == set()
+
+
+def test_switches_and_service_nodes_get_the_same_verdict_from_the_same_evidence():
+    """One machine (controller.hysteresis) judges both: same levels, same verdicts."""
+    from controller.services.redirection import RedirectionEngine
+    from controller.services.service import Service, ServiceTable
+    from controller.services.shadow_table import ShadowTable
+
+    levels = {"enter_probability": 0.7, "exit_probability": 0.4, "enter_health": 0.35,
+              "exit_health": 0.6, "confirm": 2}
+    f = policy(cooldown_seconds=0.0, **levels)
+    svc = Service.from_dict({
+        "name": "web", "vip": "10.0.0.100", "port": 80,
+        "primary": {"name": "p", "ip": "10.0.0.2", "mac": "00:00:00:00:00:02"},
+        "standbys": [{"name": "s", "ip": "10.0.0.3", "mac": "00:00:00:00:00:03"}],
+        "thresholds": {**levels, "min_observations": 1}}, "t")
+    table = ServiceTable([svc])
+    engine = RedirectionEngine(table, ShadowTable(table))
+    series = [(0.9, 0.1), (0.3, 0.2), (0.2, 0.8), (0.5, 0.5), (0.65, 0.3), (0.5, 0.75),
+              (0.34, 0.1), (0.62, 0.41), (0.62, 0.4), (0.7, 0.2), (0.9, 0.0)]
+    for t, (score, prob) in enumerate(series):
+        f.step({2: health(2, t, score, prob)}, t)
+        engine.step({"p": health(2, t, score, prob)}, t)
+        assert f.verdict(2).tripped == engine.verdict("web", "p").tripped, t
+    assert [e.kind for e in f.events] == ["drained", "undrained"]
 
 
 def test_only_critical_switches_are_judged_and_old_health_not_recounted():
@@ -495,8 +523,8 @@ def test_drain_event_says_why():
 
 
 def test_settings_from_the_config_section():
-    section = config.load(None)["switch_shadowing"] | {"critical": [3, 1]}
-    settings = ShadowSettings.from_config(section)
+    section = config.load(None)["switch_drain"] | {"critical": [3, 1]}
+    settings = DrainSettings.from_config(section)
     assert settings.critical == frozenset({1, 3}) and settings.sample_percent == 2
     assert settings.confirm == 2 and settings.predictive is True
 
@@ -520,8 +548,8 @@ def deliver_probes(net, runtime, msgs, now, dead=frozenset()):
 
 def test_a_failing_critical_switch_is_drained_then_brought_back():
     fwd, net = make()
-    shadowing = SwitchShadowing(
-        ShadowSettings(critical=frozenset({2}), confirm=2, cool_down=5.0, probe_interval=1.0),
+    shadowing = SwitchDrain(
+        DrainSettings(critical=frozenset({2}), confirm=2, cooldown_seconds=5.0, probe_interval=1.0),
         fwd, monitor=HealthMonitor())
     for dpid in fwd.graph.switches():
         net.send(shadowing.switch_connected(dpid))
@@ -549,8 +577,8 @@ def test_a_failing_critical_switch_is_drained_then_brought_back():
 
 def test_reactive_only_runtime_keeps_paths_on_a_failing_switch():
     fwd, net = make()
-    shadowing = SwitchShadowing(
-        ShadowSettings(critical=frozenset({2}), predictive=False), fwd)
+    shadowing = SwitchDrain(
+        DrainSettings(critical=frozenset({2}), predictive=False), fwd)
     assert shadowing.monitor.engine is None  # health from the probes alone
     for dpid in fwd.graph.switches():
         net.send(shadowing.switch_connected(dpid))
@@ -563,4 +591,4 @@ def test_reactive_only_runtime_keeps_paths_on_a_failing_switch():
         deliver_probes(net, shadowing, msgs, float(second), dead={2} if second >= 3 else set())
     assert kinds == ["not_drained_reactive"] and fwd.drained == set()
     assert forward_path(fwd, 1, 3) == [1, 2, 3]
-    assert SwitchShadowing(ShadowSettings(), fwd).monitor.engine is not None
+    assert SwitchDrain(DrainSettings(), fwd).monitor.engine is not None

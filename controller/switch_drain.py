@@ -1,9 +1,9 @@
-"""Switch shadowing: move paths off a critical switch *before* it fails, make before break.
+"""Switch drain: move paths off a critical switch *before* it fails, make before break.
 
 For every switch the operator marks critical, paths that cross it keep a
-shadow path around it (planned in :mod:`controller.fast_failover`, installed
+bypass around it (planned in :mod:`controller.fast_failover`, installed
 by :class:`controller.forwarding.Forwarder`), and a small share of flows rides
-the shadow all the time so it is known to work. The switch itself is probed
+the bypass all the time so it is known to work. The switch itself is probed
 (:mod:`controller.switch_probes`) and scored like a service node
 (:class:`controller.services.health.HealthMonitor`, node ``switch:<dpid>``),
 which includes the predictive engine's failure probability.
@@ -14,16 +14,18 @@ to *undrain*:
 
 - drain when the failure probability reaches ``enter_probability`` or health
   falls to ``enter_health``, for ``confirm`` consecutive intervals;
-- undrain only when ``cool_down`` seconds have passed since the drain **and**
-  health has been at or above ``exit_health`` (with the probability back below
-  ``enter_probability``) for ``confirm`` intervals. Enter and exit levels
+- undrain only when ``cooldown_seconds`` have passed since the drain **and**
+  health has been at or above ``exit_health`` (with the probability back at or
+  below ``exit_probability``) for ``confirm`` intervals. Enter and exit levels
   differ, so a switch wobbling around one line does not flap;
+- the verdicts come from :class:`controller.hysteresis.Hysteresis`, the machine
+  that judges service nodes too;
 - draining is always allowed: a path with no way around the switch keeps it
   (see ``NetworkGraph.switch_path``), so draining never disconnects anyone;
 - with ``predictive`` off nothing is drained (reactive-only: the data-plane
-  groups and the port-down reroute act alone); the verdict is still logged.
+  groups and the port-down reroute act alone); each trip is still logged, once.
 
-It sends nothing; :class:`SwitchShadowing` wires prober, health, decisions and
+It sends nothing; :class:`SwitchDrain` wires prober, health, decisions and
 forwarder together for the core.
 """
 
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.forwarding import Forwarder, OutMsg
+from controller.hysteresis import TRIPPED, Hysteresis, Levels, Verdict
 from controller.services.health import HealthMonitor, NodeHealth, node_engine
 from controller.switch_probes import SwitchProber
 
@@ -52,8 +55,8 @@ def switch_node(dpid: int) -> str:
 
 
 @dataclass(frozen=True)
-class ShadowSettings:
-    """The ``switch_shadowing:`` config section."""
+class DrainSettings:
+    """The ``switch_drain:`` config section."""
 
     critical: frozenset[int] = frozenset()
     sample_percent: float = 2.0
@@ -61,12 +64,13 @@ class ShadowSettings:
     enter_probability: float = 0.9
     enter_health: float = 0.5
     confirm: int = 2
-    cool_down: float = 30.0
+    cooldown_seconds: float = 30.0
     exit_health: float = 0.8
+    exit_probability: float = 0.9
     predictive: bool = True
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any]) -> ShadowSettings:
+    def from_config(cls, section: Mapping[str, Any]) -> DrainSettings:
         """From the validated config section (see ``controller.config``)."""
         values = dict(section)
         values["critical"] = frozenset(values.get("critical", ()))
@@ -87,18 +91,6 @@ class SwitchEvent:
 
 
 @dataclass
-class SwitchVerdict:
-    """Hysteresis state of one critical switch."""
-
-    drained: bool = False
-    beyond: int = 0  # consecutive intervals at or beyond the enter levels
-    within: int = 0  # consecutive intervals at or within the exit levels
-    last_ts: float | None = None
-    since: float | None = None  # when it was drained
-    noted: bool = False  # the reactive-only verdict of this trip was logged
-
-
-@dataclass
 class SwitchDecision:
     """What one interval decided."""
 
@@ -110,16 +102,24 @@ class SwitchDecision:
 class SwitchFailover:
     """Per-interval drain / undrain decisions for the critical switches."""
 
-    def __init__(self, settings: ShadowSettings, history: int = 1000) -> None:
+    def __init__(self, settings: DrainSettings, history: int = 1000) -> None:
         self.settings = settings
-        self._verdicts: dict[int, SwitchVerdict] = {}
+        self.hysteresis = Hysteresis()  # verdicts by dpid
+        self._drained: set[int] = set()
         self.events: deque[SwitchEvent] = deque(maxlen=history)
 
-    def verdict(self, dpid: int) -> SwitchVerdict:
-        return self._verdicts.setdefault(dpid, SwitchVerdict())
+    @property
+    def levels(self) -> Levels:
+        """A drained switch stays drained ``cooldown_seconds`` at least: the clear waits."""
+        s = self.settings
+        return Levels(s.enter_probability, s.exit_probability, s.enter_health, s.exit_health,
+                      s.confirm, hold_seconds=s.cooldown_seconds)
+
+    def verdict(self, dpid: int) -> Verdict:
+        return self.hysteresis.verdict(dpid, self.levels)
 
     def drained(self) -> set[int]:
-        return {dpid for dpid, v in self._verdicts.items() if v.drained}
+        return set(self._drained)
 
     def step(self, health: Mapping[int, NodeHealth], now: float) -> SwitchDecision:
         """Take this interval's health per switch (by dpid); non-critical ones are ignored."""
@@ -133,50 +133,26 @@ class SwitchFailover:
         return decision
 
     def _judge(self, dpid: int, h: NodeHealth, now: float, decision: SwitchDecision) -> None:
-        s = self.settings
-        v = self.verdict(dpid)
-        if v.last_ts is not None and h.timestamp <= v.last_ts:
-            return  # already counted
-        v.last_ts = h.timestamp
-        # The engine's probability means nothing until it has a baseline.
-        prob = h.failure_probability if h.ready else 0.0
-        beyond = prob >= s.enter_probability or h.score <= s.enter_health
-        within = h.score >= s.exit_health and prob < s.enter_probability
-        v.beyond = v.beyond + 1 if beyond else 0
-        v.within = v.within + 1 if within else 0
-        if not beyond:
-            v.noted = False
-        if not v.drained:
-            if not beyond or v.beyond < s.confirm:
-                return
-            reason = {
-                "trigger": "failure_probability" if prob >= s.enter_probability else "health",
-                "enter_probability": s.enter_probability,
-                "enter_health": s.enter_health,
-                "intervals": v.beyond,
-                **h.reason(),  # health, probability, top metrics and weak factors
-            }
-            if not s.predictive:
-                if not v.noted:
-                    v.noted = True
-                    decision.events.append(SwitchEvent(now, dpid, NOT_DRAINED_REACTIVE, reason))
-                return
-            v.drained, v.since, v.within = True, now, 0
-            decision.drain.append(dpid)
-            decision.events.append(SwitchEvent(now, dpid, DRAINED, reason))
+        change = self.hysteresis.observe(dpid, h, now, self.levels)
+        if change is None:
             return
-        cooled = v.since is None or now - v.since >= s.cool_down
-        if within and v.within >= s.confirm and cooled:
-            v.drained, v.beyond = False, 0
+        if change.kind == TRIPPED:
+            if not self.settings.predictive:  # the verdict is logged, nothing moves
+                decision.events.append(SwitchEvent(now, dpid, NOT_DRAINED_REACTIVE,
+                                                   change.reason))
+                return
+            self._drained.add(dpid)
+            decision.drain.append(dpid)
+            decision.events.append(SwitchEvent(now, dpid, DRAINED, change.reason))
+        elif dpid in self._drained:
+            self._drained.discard(dpid)
             decision.undrain.append(dpid)
-            decision.events.append(SwitchEvent(now, dpid, UNDRAINED, {
-                "exit_health": s.exit_health, "intervals": v.within,
-                "drained_seconds": round(now - v.since, 3) if v.since is not None else None,
-                **h.reason(),
-            }))
+            reason = dict(change.reason)
+            reason["drained_seconds"] = reason.pop("tripped_seconds")
+            decision.events.append(SwitchEvent(now, dpid, UNDRAINED, reason))
 
 
-class SwitchShadowing:
+class SwitchDrain:
     """Probes, health, decisions and the forwarder's drain, wired for the core.
 
     The core calls :meth:`switch_connected` and :meth:`switch_disconnected`
@@ -185,7 +161,7 @@ class SwitchShadowing:
     what comes back. Everything runs under the core's lock.
     """
 
-    def __init__(self, settings: ShadowSettings, forwarder: Forwarder,
+    def __init__(self, settings: DrainSettings, forwarder: Forwarder,
                  monitor: HealthMonitor | None = None,
                  prober: SwitchProber | None = None) -> None:
         self.settings = settings
