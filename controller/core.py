@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from controller import mirror_shunt, mirroring, ofmsgs
+from controller import mirroring, ofmsgs, shunt_flows
 from controller.forwarding import Forwarder, ForwardingSettings, OutMsg
 from controller.frames import decode
 from controller.host_table import HostTable
@@ -402,11 +402,11 @@ class ControllerCore:
             if self.store is not None:
                 self.store.delete_mirror(container)
             msgs = mirroring.remove_mirror(self.table, mirror, self.clock())
-            msgs += mirror_shunt.remove_shunts(self.table, container, None, self.clock(),
+            msgs += shunt_flows.remove_shunts(self.table, container, None, self.clock(),
                                                reason="mirror_removed")
             return self._counted(msgs)
 
-    # --- elephant shunts (see controller/mirror_shunt.py) -------------------------
+    # --- elephant shunts (see controller/shunt_flows.py) -------------------------
     def add_shunt(self, container: str, data: Any) -> tuple[dict[str, Any], bool, list[OutMsg]]:
         """Stop copying one connection's bulk segments; (view, created, messages).
 
@@ -416,16 +416,16 @@ class ControllerCore:
             mirror = self.forwarder.mirrors.get(container)
             if mirror is None:
                 raise KeyError(container)
-            shunt = mirror_shunt.Shunt.from_dict(container, data)
-            created, msgs = mirror_shunt.install_shunt(self.table, mirror, shunt, self.clock())
-            (view,) = mirror_shunt.shunt_views(self.table, container,
+            shunt = shunt_flows.Shunt.from_dict(container, data)
+            created, msgs = shunt_flows.install_shunt(self.table, mirror, shunt, self.clock())
+            (view,) = shunt_flows.shunt_views(self.table, container,
                                                self.shunt_counters_at.get(mirror.dpid), shunt.id)
             return view, created, self._counted(msgs)
 
     def remove_shunt(self, container: str, shunt_id: str) -> list[OutMsg] | None:
         """Copy the whole connection again; None when there is no such shunt."""
         with self.lock:
-            msgs = mirror_shunt.remove_shunts(self.table, container, shunt_id, self.clock())
+            msgs = shunt_flows.remove_shunts(self.table, container, shunt_id, self.clock())
             return self._counted(msgs) if msgs else None
 
     def shunts(self, container: str) -> list[dict[str, Any]] | None:
@@ -434,12 +434,12 @@ class ControllerCore:
             mirror = self.forwarder.mirrors.get(container)
             if mirror is None:
                 return None
-            return mirror_shunt.shunt_views(self.table, container,
+            return shunt_flows.shunt_views(self.table, container,
                                             self.shunt_counters_at.get(mirror.dpid))
 
     def shunt_cookies(self) -> dict[int, list[int]]:
         with self.lock:
-            return mirror_shunt.shunt_cookies(self.table)
+            return shunt_flows.shunt_cookies(self.table)
 
     def shunt_counters(self, dpid: int, observed: list[ObservedFlow]) -> None:
         """Counters from the fast poll of shunt flows (no reconciliation: a partial view)."""
