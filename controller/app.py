@@ -27,9 +27,10 @@ from os_ken.topology import event as topo_event
 from controller import config as config_mod
 from controller import ofmsgs
 from controller.core import LLDP_UNANSWERED_MIN, ControllerCore
-from controller.forwarding import ForwardingSettings, OutMsg
+from controller.forwarding import ForwardingSettings
 from controller.mirroring import MirrorPolicy
 from controller.network_graph import Link
+from controller.ofmsgs import OutMsg
 from controller.port_stats import PortCounters
 from controller.reconciler import ObservedFlow
 from controller.state_store import StateStore, default_db_url
@@ -155,14 +156,14 @@ class ShadownetApp(app_manager.OSKenApp):
             self._barriers.pop(key, None)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
-    def _barrier_reply(self, ev) -> None:
+    def _barrier_reply(self, ev: Any) -> None:
         event = self._barriers.pop((ev.msg.datapath.id, ev.msg.xid), None)
         if event is not None:
             event.set()
 
     # --- switch lifecycle -----------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
-    def _features(self, ev) -> None:
+    def _features(self, ev: Any) -> None:
         dp = ev.msg.datapath
         self.datapaths[dp.id] = dp
         LOG.info("switch %016x connected", dp.id)
@@ -170,7 +171,7 @@ class ShadownetApp(app_manager.OSKenApp):
         self.send(self.core.switch_connected(dp.id, []))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
-    def _state_change(self, ev) -> None:
+    def _state_change(self, ev: Any) -> None:
         dp = ev.datapath
         if ev.state == MAIN_DISPATCHER and dp.id is not None:
             self.datapaths[dp.id] = dp
@@ -187,7 +188,7 @@ class ShadownetApp(app_manager.OSKenApp):
                 self.send(self.core.switch_disconnected(dpid))
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
-    def _port_status(self, ev) -> None:
+    def _port_status(self, ev: Any) -> None:
         msg, dp = ev.msg, ev.msg.datapath
         ofp = dp.ofproto
         port = msg.desc
@@ -199,13 +200,13 @@ class ShadownetApp(app_manager.OSKenApp):
                                          deleted=msg.reason == ofp.OFPPR_DELETE))
 
     @set_ev_cls(topo_event.EventLinkAdd)
-    def _link_add(self, ev) -> None:
+    def _link_add(self, ev: Any) -> None:
         link = ev.link
         self.send(self.core.link_added(
             Link(link.src.dpid, link.src.port_no, link.dst.dpid, link.dst.port_no)))
 
     @set_ev_cls(topo_event.EventLinkDelete)
-    def _link_delete(self, ev) -> None:
+    def _link_delete(self, ev: Any) -> None:
         """os-ken drops a link on port down, switch leave, or 10 s without LLDP."""
         link = ev.link
         name = f"{link.src.dpid}:{link.src.port_no}-{link.dst.dpid}:{link.dst.port_no}"
@@ -220,7 +221,7 @@ class ShadownetApp(app_manager.OSKenApp):
                         "last answer and both ports are up; kept", name, unanswered)
 
     @staticmethod
-    def _lldp_unanswered(port) -> int:
+    def _lldp_unanswered(port: Any) -> int:
         """LLDP frames os-ken sent out of ``port`` since one last came back."""
         switches = app_manager.lookup_service_brick("switches")
         data = switches.ports.get(port) if switches is not None else None
@@ -228,12 +229,12 @@ class ShadownetApp(app_manager.OSKenApp):
 
     # --- packets and flows ----------------------------------------------------
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
-    def _packet_in(self, ev) -> None:
+    def _packet_in(self, ev: Any) -> None:
         msg = ev.msg
         self.send(self.core.packet_in(msg.datapath.id, msg.match["in_port"], bytes(msg.data)))
 
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
-    def _flow_removed(self, ev) -> None:
+    def _flow_removed(self, ev: Any) -> None:
         msg = ev.msg
         self.send(self.core.flow_removed(
             msg.cookie, _REMOVED_REASONS.get(msg.reason, str(msg.reason)),
@@ -241,7 +242,7 @@ class ShadownetApp(app_manager.OSKenApp):
         ))
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
-    def _flow_stats(self, ev) -> None:
+    def _flow_stats(self, ev: Any) -> None:
         msg, dpid = ev.msg, ev.msg.datapath.id
         observed = [ObservedFlow(s.cookie, s.table_id, s.priority, s.packet_count, s.byte_count)
                     for s in msg.body]
@@ -262,14 +263,14 @@ class ShadownetApp(app_manager.OSKenApp):
             self.send(self.core.flow_stats(dpid, observed, requested))
 
     @set_ev_cls(ofp_event.EventOFPPortStatsReply, MAIN_DISPATCHER)
-    def _port_stats(self, ev) -> None:
+    def _port_stats(self, ev: Any) -> None:
         self.core.port_stats_reply(ev.msg.datapath.id, [
             PortCounters(s.port_no, s.rx_packets, s.tx_packets, s.rx_dropped, s.tx_dropped,
                          s.rx_errors, s.tx_errors)
             for s in ev.msg.body if s.port_no < ev.msg.datapath.ofproto.OFPP_MAX])
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
-    def _error(self, ev) -> None:
+    def _error(self, ev: Any) -> None:
         msg = ev.msg
         ofp = msg.datapath.ofproto
         if (msg.type, msg.code) == (ofp.OFPET_GROUP_MOD_FAILED, ofp.OFPGMFC_GROUP_EXISTS):
@@ -280,7 +281,7 @@ class ShadownetApp(app_manager.OSKenApp):
         LOG.warning("switch %s error type=%s code=%s", msg.datapath.id, msg.type, msg.code)
 
     # --- loops ------------------------------------------------------------------
-    def _request_stats(self, dp) -> None:
+    def _request_stats(self, dp: Any) -> None:
         if dp.id in self._stats_requested:
             return
         self._stats_requested[dp.id] = time.time()

@@ -11,21 +11,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from controller import mirroring, ofmsgs, shunt_flows
-from controller.forwarding import Forwarder, ForwardingSettings, OutMsg
+from controller.forwarding import Forwarder, ForwardingSettings
 from controller.frames import decode
 from controller.host_table import HostTable
 from controller.metrics import ControllerMetrics
 from controller.mirroring import Mirror, MirrorError, MirrorPolicy
 from controller.network_graph import Link, NetworkGraph
+from controller.ofmsgs import OutMsg
 from controller.port_stats import PortCounters, PortStats
 from controller.reconciler import ObservedFlow, reconcile
+from controller.services.health import NodeHealth, node_engine
+from controller.services.runtime import ServiceRuntime
+from controller.services.service import Node, Service, services_from_config
 from controller.signature_table import ACTIVE, REMOVED, SignatureTable
 from controller.state_store import StateStore
 from controller.switch_drain import DrainSettings, SwitchDrain
@@ -43,10 +47,10 @@ class ControllerCore:
         settings: ForwardingSettings | None = None,
         history_seconds: float = 3600.0,
         mirror_policy: MirrorPolicy | None = None,
-        services: list[dict[str, Any]] | None = None,
+        services: list[Mapping[str, Any]] | None = None,
         clock: Callable[[], float] = time.time,
         predictive: bool = True,
-        switch_drain: dict[str, Any] | None = None,
+        switch_drain: Mapping[str, Any] | None = None,
     ) -> None:
         """``predictive``: node health includes the predictive engine's failure
         probability, so services move *before* a node fails; off, they move only
@@ -79,7 +83,7 @@ class ControllerCore:
                                   self.clock())
         shadow = DrainSettings.from_config(switch_drain or {})
         self.switch_drain = SwitchDrain(replace(shadow, predictive=predictive), self.forwarder)
-        self.node_health: dict[str, Any] = {}
+        self.node_health: dict[str, NodeHealth] = {}
         self.port_stats = PortStats()
         self.unhealthy: dict[str, dict[str, Any]] = {}
         # Set by the os-ken app: sends messages produced outside an OpenFlow event.
@@ -92,17 +96,15 @@ class ControllerCore:
         LOG.info("state loaded: %d flow entries (%d active), %d hosts",
                  len(self.table), self.table.active_count(), len(self.hosts))
 
-    def _service_runtime(self, declared: list[dict[str, Any]], predictive: bool) -> Any:
+    def _service_runtime(self, declared: list[Mapping[str, Any]], predictive: bool
+                         ) -> ServiceRuntime:
         """Services (VIPs steered to nodes) share the ST, the graph and the host table."""
-        from controller.services.health import node_engine
-        from controller.services.runtime import ServiceRuntime
-        from controller.services.service import services_from_config
 
-        def locate(node: Any) -> int | None:
+        def locate(node: Node) -> int | None:
             host = self.hosts.get(node.mac)
             return host.dpid if host else None
 
-        def ensure_path(client_mac: str, node: Any) -> list[OutMsg]:
+        def ensure_path(client_mac: str, node: Node) -> list[OutMsg]:
             client, server = self.hosts.get(client_mac), self.hosts.get(node.mac)
             if client is None or server is None or client.mac == server.mac:
                 return []
@@ -219,7 +221,8 @@ class ControllerCore:
                     msgs += self.services.flow_removed(cookie)
             return self._counted(msgs)
 
-    def flow_stats(self, dpid: int, observed: list[ObservedFlow], requested_at: float):
+    def flow_stats(self, dpid: int, observed: list[ObservedFlow], requested_at: float
+                   ) -> list[OutMsg]:
         """Reconcile one switch; returns the repair messages."""
         with self.lock:
             result = reconcile(self.table, dpid, observed, requested_at, self.clock())
@@ -277,7 +280,7 @@ class ControllerCore:
                 "events": [e.as_dict() for e in sh.failover.events],
             }
 
-    def service_nodes(self) -> list[Any]:
+    def service_nodes(self) -> list[Service]:
         """The services whose nodes the Flow Monitor probes."""
         with self.lock:
             return [svc for svc in self.services.services if svc.monitor]
@@ -313,9 +316,8 @@ class ControllerCore:
                            for n in svc.nodes},
             } for svc in rt.services]
 
-    def add_service(self, data: Any) -> dict[str, Any]:
-        from controller.services.service import Service
-
+    def add_service(self, data: object) -> dict[str, Any]:
+        """Declare a service from an unchecked mapping (raises ServiceError on bad input)."""
         with self.lock:
             svc = Service.from_dict(data, "service")
             self.services.services.add(svc)
@@ -344,7 +346,7 @@ class ControllerCore:
             return [e.as_dict() for e in self.services.redirection.events]
 
     # --- mirrors ----------------------------------------------------------------
-    def add_mirror(self, data: Any) -> tuple[dict[str, Any], list[OutMsg]]:
+    def add_mirror(self, data: object) -> tuple[dict[str, Any], list[OutMsg]]:
         """Register a container's mirror port (raises MirrorError on bad input)."""
         with self.lock:
             mirror = Mirror.from_dict(data, self.mirror_policy)
@@ -407,7 +409,8 @@ class ControllerCore:
             return self._counted(msgs)
 
     # --- elephant shunts (see controller/shunt_flows.py) -------------------------
-    def add_shunt(self, container: str, data: Any) -> tuple[dict[str, Any], bool, list[OutMsg]]:
+    def add_shunt(self, container: str, data: object
+                  ) -> tuple[dict[str, Any], bool, list[OutMsg]]:
         """Stop copying one connection's bulk segments; (view, created, messages).
 
         Raises KeyError for an unknown mirror and MirrorError for a bad body.
@@ -618,7 +621,7 @@ def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _health_view(health: Any) -> dict[str, Any] | None:
+def _health_view(health: NodeHealth | None) -> dict[str, Any] | None:
     if health is None:
         return None
     return {"score": round(health.score, 3),

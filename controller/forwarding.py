@@ -113,7 +113,7 @@ class Forwarder:
         self.mirrors = MirrorTable()
         # Switches paths should avoid (predicted to fail); see drain().
         self.drained: set[int] = set()
-        self._recent_floods: dict[tuple, float] = {}
+        self._recent_floods: dict[tuple[Any, ...], float] = {}
 
     # --- switch lifecycle ---------------------------------------------------
     def switch_connected(self, dpid: int, ports: list[int]) -> list[OutMsg]:
@@ -215,7 +215,7 @@ class Forwarder:
         return self._flood_edges(dpid, in_port, ("arp", src, req.arp_dst_ip), data, now)
 
     def _flood_edges(
-        self, dpid: int, in_port: int, key: tuple, data: bytes, now: float
+        self, dpid: int, in_port: int, key: tuple[Any, ...], data: bytes, now: float
     ) -> list[OutMsg]:
         """Copy a frame to every host-facing port, once per ``key`` per dedupe period.
 

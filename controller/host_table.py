@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -20,7 +21,7 @@ class Host:
     first_seen: float = field(default_factory=time.time)
     last_seen: float = field(default_factory=time.time)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "mac": self.mac,
             "dpid": self.dpid,

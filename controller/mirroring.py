@@ -97,7 +97,7 @@ class MirrorPolicy:
         return asdict(self)
 
 
-def _as_list(value: Any, where: str, name: str) -> list:
+def _as_list(value: Any, where: str, name: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -193,7 +193,8 @@ def mirror_flows(mirror: Mirror) -> list[MirrorFlow]:
     return flows
 
 
-def _policy_matches(policy: MirrorPolicy) -> list[tuple[dict, dict, dict]]:
+def _policy_matches(policy: MirrorPolicy
+                    ) -> list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
     """(protocol/port fields, remote-as-source fields, remote-as-destination fields) combos."""
     protos: list[dict[str, Any]] = []
     protocols: list[str | None] = list(policy.protocols) or [None]

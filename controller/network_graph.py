@@ -62,7 +62,7 @@ class NetworkGraph:
         # Answers that depend only on switches and links (port peers, shortest
         # paths), dropped whenever those change. A link cut re-plans hundreds of
         # paths whose detours ask the same questions (see bench/reroute.py).
-        self._cache: dict[tuple, Any] = {}
+        self._cache: dict[tuple[Any, ...], Any] = {}
 
     def _changed(self) -> None:
         self._cache.clear()

@@ -28,7 +28,7 @@ OutMsg = tuple[int, Any]
 
 
 
-def _apply(actions: list) -> list:
+def _apply(actions: list[Any]) -> list[Any]:
     return [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)]
 
 
@@ -122,7 +122,7 @@ def table_miss(table_id: int) -> parser.OFPFlowMod:
     )
 
 
-def punt(table_id: int, priority: int, match: dict, cookie: int) -> parser.OFPFlowMod:
+def punt(table_id: int, priority: int, match: dict[str, Any], cookie: int) -> parser.OFPFlowMod:
     """Send matching packets to the controller, whole (no buffering), with no flow-removed."""
     actions = [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)]
     return parser.OFPFlowMod(
@@ -148,7 +148,8 @@ def table_miss_goto(table_id: int, next_table: int) -> parser.OFPFlowMod:
     )
 
 
-def select_group(group_id: int, buckets: list[tuple[int, int | None]], add: bool = True):
+def select_group(group_id: int, buckets: list[tuple[int, int | None]], add: bool = True
+                 ) -> parser.OFPGroupMod:
     """A select group: ``(weight, output port or None for no copy)`` per bucket.
 
     OVS hashes each flow onto one bucket, so a weight is a share of flows.
@@ -163,7 +164,7 @@ def select_group(group_id: int, buckets: list[tuple[int, int | None]], add: bool
 
 
 def ff_group(group_id: int, primary: int, backup: int, add: bool = True,
-             arrival_port: int | None = None):
+             arrival_port: int | None = None) -> parser.OFPGroupMod:
     """Fast failover: forward out of ``primary`` while it is live, else ``backup``.
 
     A detour that turns back the way the packet came (crankback) must say
@@ -179,7 +180,7 @@ def ff_group(group_id: int, primary: int, backup: int, add: bool = True,
 
 
 def watched_select_group(group_id: int, buckets: list[tuple[int, int]], add: bool = True,
-                         arrival_port: int | None = None):
+                         arrival_port: int | None = None) -> parser.OFPGroupMod:
     """A select group of ``(weight, port)`` buckets, each watching the port it outputs to.
 
     OVS hashes each flow (its 5-tuple) onto one bucket, in proportion to the
@@ -197,11 +198,11 @@ def watched_select_group(group_id: int, buckets: list[tuple[int, int]], add: boo
                               ofp.OFPGT_SELECT, group_id, ofp_buckets)
 
 
-def ff_group_delete(group_id: int):
+def ff_group_delete(group_id: int) -> parser.OFPGroupMod:
     return parser.OFPGroupMod(None, ofp.OFPGC_DELETE, ofp.OFPGT_FF, group_id, [])
 
 
-def group_delete(group_id: int):
+def group_delete(group_id: int) -> parser.OFPGroupMod:
     return parser.OFPGroupMod(None, ofp.OFPGC_DELETE, ofp.OFPGT_SELECT, group_id, [])
 
 
@@ -238,7 +239,8 @@ def our_flow_stats_request(table_id: int = ofp.OFPTT_ALL) -> parser.OFPFlowStats
     )
 
 
-def packet_out(out_ports: list[int], data: bytes, in_port: int = ofp.OFPP_CONTROLLER):
+def packet_out(out_ports: list[int], data: bytes, in_port: int = ofp.OFPP_CONTROLLER
+               ) -> parser.OFPPacketOut:
     actions = [parser.OFPActionOutput(p) for p in out_ports]
     return parser.OFPPacketOut(
         None, buffer_id=ofp.OFP_NO_BUFFER, in_port=in_port, actions=actions, data=data
@@ -271,7 +273,7 @@ def is_delete(msg: object) -> bool:
     if isinstance(msg, parser.OFPFlowMod):
         return msg.command in (ofp.OFPFC_DELETE, ofp.OFPFC_DELETE_STRICT)
     if isinstance(msg, parser.OFPGroupMod):
-        return msg.command == ofp.OFPGC_DELETE
+        return bool(msg.command == ofp.OFPGC_DELETE)
     return False
 
 

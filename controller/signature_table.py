@@ -32,7 +32,7 @@ def is_our_cookie(cookie: int) -> bool:
     return cookie & COOKIE_MASK == COOKIE_PREFIX
 
 
-def match_key(match: dict[str, Any]) -> tuple:
+def match_key(match: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(sorted((k, str(v)) for k, v in match.items()))
 
 
@@ -73,7 +73,7 @@ class FlowSignature:
         return cookie_for(self.entry_id)
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[Any, ...]:
         return (self.dpid, self.table_id, self.priority, match_key(self.match))
 
     @property
@@ -117,7 +117,7 @@ class SignatureTable:
 
     def __init__(self, next_id: int = 1) -> None:
         self._entries: dict[int, FlowSignature] = {}
-        self._active_by_key: dict[tuple, int] = {}
+        self._active_by_key: dict[tuple[Any, ...], int] = {}
         # path_key -> ids of its active entries (a dict keeps insertion order)
         self._active_by_path: dict[str, dict[int, None]] = {}
         self._next_id = next_id

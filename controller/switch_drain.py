@@ -37,8 +37,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from controller.forwarding import Forwarder, OutMsg
+from controller.forwarding import Forwarder
 from controller.hysteresis import TRIPPED, Hysteresis, Levels, Verdict
+from controller.ofmsgs import OutMsg
 from controller.services.health import HealthMonitor, NodeHealth, node_engine
 from controller.switch_probes import SwitchProber
 

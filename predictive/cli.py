@@ -26,7 +26,7 @@ from predictive.series_io import read_series_csv, write_scores_csv
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``predict`` command group to the ``shadownet`` parser."""
     p = subparsers.add_parser("predict", help="predictive engine: NAB evaluation, scoring")
     sub = p.add_subparsers(dest="predict_command", metavar="SUBCOMMAND", required=True)

@@ -129,7 +129,8 @@ class FailureModel:
         """Calibrated P(failure) per feature row."""
         if not self.fitted:
             raise ValueError("model is not trained")
-        return self.estimator.predict_proba(_check_X(X))[:, 1]
+        proba: np.ndarray = self.estimator.predict_proba(_check_X(X))[:, 1]
+        return proba
 
     def probability(self, features: Sequence[float]) -> float:
         """P(failure) for one feature row (the streaming path)."""

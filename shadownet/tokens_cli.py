@@ -8,7 +8,7 @@ import sys
 from shadownet.access import ROLES, TokenFileError, add_token
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     token = subparsers.add_parser("token", help="REST API tokens (see README, Security)")
     sub = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     new = sub.add_parser("new", help="create a token, print it once, store its SHA-256 digest")

@@ -54,7 +54,8 @@ class FatTreeTopo(Topo):
         counter = iter(range(1, 5 * k * k // 4 + 1))
 
         def switch() -> str:
-            return self.addSwitch(f"s{next(counter)}")
+            name: str = self.addSwitch(f"s{next(counter)}")
+            return name
 
         self.core = [switch() for _ in range(half * half)]
         # aggregation[p][j] / edge[p][j]: switch j of pod p.

@@ -316,7 +316,7 @@ def _float_or_none(value: object) -> float | None:
         return None
 
 
-def _speed_bps(edge: dict) -> float | None:
+def _speed_bps(edge: dict[str, Any]) -> float | None:
     """Link speed in bit/s from ``LinkSpeedRaw``, else ``LinkSpeed`` + ``LinkSpeedUnits``."""
     raw = _float_or_none(edge.get("LinkSpeedRaw"))
     if raw is not None and raw > 0:

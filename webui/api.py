@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from shadownet.access import ADMIN, AGENT, OPERATOR
@@ -38,22 +39,22 @@ def _int_arg(name: str, base: int = 10) -> int | None:
 
 
 @api.get("/api/switches")
-def switches():
+def switches() -> ResponseReturnValue:
     return jsonify(_core().switches())
 
 
 @api.get("/api/links")
-def links():
+def links() -> ResponseReturnValue:
     return jsonify(_core().links())
 
 
 @api.get("/api/hosts")
-def hosts():
+def hosts() -> ResponseReturnValue:
     return jsonify(_core().host_list())
 
 
 @api.get("/api/path")
-def path():
+def path() -> ResponseReturnValue:
     src, dst = request.args.get("src"), request.args.get("dst")
     if not src or not dst:
         abort(400, description="query parameters 'src' and 'dst' (host MAC or IP) are required")
@@ -64,7 +65,7 @@ def path():
 
 
 @api.get("/api/flows")
-def flows():
+def flows() -> ResponseReturnValue:
     unknown = sorted(set(request.args) - set(_FLOW_FILTERS))
     if unknown:
         valid = ", ".join(_FLOW_FILTERS)
@@ -85,13 +86,13 @@ def flows():
 
 
 @api.get("/api/mirrors")
-def mirrors():
+def mirrors() -> ResponseReturnValue:
     return jsonify(_core().mirror_list())
 
 
 @api.post("/api/mirrors")
 @allow(AGENT, ADMIN)
-def add_mirror():
+def add_mirror() -> ResponseReturnValue:
     body = json_body("a JSON object describing the mirror")
     try:
         mirror = _core().register_mirror(body)
@@ -102,14 +103,14 @@ def add_mirror():
 
 @api.delete("/api/mirrors/<container>")
 @allow(AGENT, ADMIN)
-def delete_mirror(container: str):
+def delete_mirror(container: str) -> ResponseReturnValue:
     if not _core().unregister_mirror(container):
         abort(404, description=f"no mirror for container {container!r}")
     return "", 204
 
 
 @api.get("/api/mirrors/<container>/shunts")
-def shunts(container: str):
+def shunts(container: str) -> ResponseReturnValue:
     views = _core().shunts(container)
     if views is None:
         abort(404, description=f"no mirror for container {container!r}")
@@ -118,7 +119,7 @@ def shunts(container: str):
 
 @api.post("/api/mirrors/<container>/shunts")
 @allow(AGENT, ADMIN)
-def add_shunt(container: str):
+def add_shunt(container: str) -> ResponseReturnValue:
     """Stop copying a connection's bulk segments (the agent asks for its elephants)."""
     body = json_body("a JSON object naming the connection")
     try:
@@ -132,20 +133,20 @@ def add_shunt(container: str):
 
 @api.delete("/api/mirrors/<container>/shunts/<shunt_id>")
 @allow(AGENT, ADMIN)
-def delete_shunt(container: str, shunt_id: str):
+def delete_shunt(container: str, shunt_id: str) -> ResponseReturnValue:
     if not _core().end_shunt(container, shunt_id):
         abort(404, description=f"no shunt {shunt_id!r} on container {container!r}")
     return "", 204
 
 
 @api.get("/api/services")
-def services():
+def services() -> ResponseReturnValue:
     return jsonify(_core().service_list())
 
 
 @api.post("/api/services")
 @allow(ADMIN)
-def add_service():
+def add_service() -> ResponseReturnValue:
     body = json_body("a JSON object describing the service")
     if not isinstance(body, dict):
         abort(400, description="body must be a JSON object describing the service")
@@ -156,12 +157,12 @@ def add_service():
 
 
 @api.get("/api/services/events")
-def service_events():
+def service_events() -> ResponseReturnValue:
     return jsonify(_core().service_events())
 
 
 @api.get("/api/services/<name>/shadow")
-def service_shadow(name: str):
+def service_shadow(name: str) -> ResponseReturnValue:
     try:
         return jsonify(_core().service_shadow(name))
     except LookupError as exc:
@@ -170,7 +171,7 @@ def service_shadow(name: str):
 
 @api.post("/api/services/<name>/switch")
 @allow(OPERATOR, ADMIN)
-def switch_service(name: str):
+def switch_service(name: str) -> ResponseReturnValue:
     body = json_body("a JSON object with the target 'node' name")
     if not isinstance(body, dict) or not isinstance(body.get("node"), str):
         abort(400, description="body must be a JSON object with the target 'node' name")
@@ -184,7 +185,7 @@ def switch_service(name: str):
 
 @api.post("/api/hosts/<host>/health")
 @allow(AGENT, OPERATOR, ADMIN)
-def set_health(host: str):
+def set_health(host: str) -> ResponseReturnValue:
     body = json_body("a JSON object with a boolean 'healthy'")
     if not isinstance(body, dict) or not isinstance(body.get("healthy"), bool):
         abort(400, description="body must be a JSON object with a boolean 'healthy'")
@@ -198,14 +199,14 @@ def set_health(host: str):
 
 
 @api.get("/api/switches/drain")
-def switch_drain():
+def switch_drain() -> ResponseReturnValue:
     """Critical switches: their health, which are drained, and the decisions taken."""
     return jsonify(_core().switch_health())
 
 
 @api.get("/api/health")
 @public
-def health():
+def health() -> ResponseReturnValue:
     """Liveness for anyone (status only); the whole report for those who may read."""
     report = _core().health()
     code = 200 if report["status"] == "ok" else 503
@@ -214,12 +215,12 @@ def health():
 
 @api.get("/api/openapi.json")
 @public
-def openapi_document():
+def openapi_document() -> ResponseReturnValue:
     from webui.openapi import openapi
 
     return jsonify(openapi())
 
 
 @api.get("/metrics")
-def metrics():
+def metrics() -> ResponseReturnValue:
     return Response(_core().metrics_text(), mimetype=CONTENT_TYPE_LATEST)

@@ -8,6 +8,7 @@ tests build one around a core with no switches attached).
 from __future__ import annotations
 
 from flask import Flask, jsonify
+from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from webui import guard
@@ -29,11 +30,12 @@ def create_app(core: CoreAPI, security: RestSecurity | None = None,
     app.register_blueprint(dashboard)
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code or 500
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):  # never leak a stack trace to the client
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
+        # Never leak a stack trace to the client.
         app.logger.exception("REST handler failed")
         return jsonify(error="Internal Server Error", message=type(exc).__name__, status=500), 500
 

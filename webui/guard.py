@@ -124,7 +124,8 @@ def bearer_token() -> str | None:
 
 def principal() -> Principal | None:
     """Who the current request comes from (None on open reads without a token)."""
-    return g.get("principal")
+    principal: Principal | None = g.get("principal")
+    return principal
 
 
 def may_read() -> bool:

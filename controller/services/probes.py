@@ -56,7 +56,8 @@ def run_off_hub(fn: Callable[..., T], *args: object) -> T:
     if patcher is not None and patcher.is_monkey_patched("socket"):
         from eventlet import tpool
 
-        return tpool.execute(fn, *args)
+        result: T = tpool.execute(fn, *args)
+        return result
     return fn(*args)
 
 

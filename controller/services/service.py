@@ -32,7 +32,7 @@ import ipaddress
 import math
 import re
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -266,7 +266,7 @@ class ServiceTable:
     def __len__(self) -> int:
         return len(self._by_name)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Service]:
         return iter(sorted(self._by_name.values(), key=lambda s: s.name))
 
     def add(self, svc: Service) -> Service | None:
@@ -361,14 +361,14 @@ def _kind(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"
 
 
-def _no_unknown(data: Mapping, allowed: set[str], where: str) -> None:
+def _no_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(str(k) for k in set(data) - allowed)
     if unknown:
         raise ServiceError(f"{where}: unknown key {unknown[0]!r} "
                            f"(expected one of: {', '.join(sorted(allowed))})")
 
 
-def _required(data: Mapping, key: str, where: str) -> Any:
+def _required(data: Mapping[str, Any], key: str, where: str) -> Any:
     if data.get(key) is None:
         raise ServiceError(f"{where}.{key}: is required")
     return data[key]

@@ -73,8 +73,9 @@ class ShadowWeights:
         return cls(**data)
 
     def score(self, components: Mapping[str, float]) -> float:
-        total = sum(getattr(self, n) for n in COMPONENTS)
-        return sum(getattr(self, n) * components[n] for n in COMPONENTS) / total
+        total: float = sum(getattr(self, n) for n in COMPONENTS)
+        weighted: float = sum(getattr(self, n) * components[n] for n in COMPONENTS)
+        return weighted / total
 
 
 @dataclass(frozen=True)

@@ -86,14 +86,14 @@ def reply_match(svc: Service, node: Node, flow: ClientFlow) -> dict[str, Any]:
             f"{p}_src": node.port, "ipv4_dst": flow.client_ip, f"{p}_dst": flow.client_port}
 
 
-def request_actions(svc: Service, node: Node) -> list:
+def request_actions(svc: Service, node: Node) -> list[Any]:
     p = _l4(svc)
     return [parser.OFPActionSetField(eth_dst=node.mac),
             parser.OFPActionSetField(ipv4_dst=node.ip),
             parser.OFPActionSetField(**{f"{p}_dst": node.port})]
 
 
-def reply_actions(svc: Service, flow: ClientFlow) -> list:
+def reply_actions(svc: Service, flow: ClientFlow) -> list[Any]:
     p = _l4(svc)
     return [parser.OFPActionSetField(eth_src=svc.vip_mac),
             parser.OFPActionSetField(ipv4_src=svc.vip),
@@ -101,7 +101,7 @@ def reply_actions(svc: Service, flow: ClientFlow) -> list:
             parser.OFPActionOutput(flow.in_port)]
 
 
-def steering_flow_mod(entry: FlowSignature, actions: list) -> parser.OFPFlowMod:
+def steering_flow_mod(entry: FlowSignature, actions: list[Any]) -> parser.OFPFlowMod:
     """A flow-mod for an ST entry with rewrite actions (``ofmsgs.flow_add`` has none)."""
     instructions = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)]
     if entry.goto_table is not None:
