@@ -57,18 +57,22 @@ from __future__ import annotations
 
 import builtins
 import logging
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shadownet.checks import Checks, Invalid
 from shadownet.safe_yaml import SafeYamlError, load_yaml
 
 LOG = logging.getLogger(__name__)
 
 
-class ConfigError(Exception):
+class ConfigError(Invalid):
     """The configuration is missing or invalid; the message names the key."""
+
+
+check = Checks(ConfigError)
 
 
 @dataclass(frozen=True)
@@ -149,16 +153,6 @@ SCHEMA: dict[str, dict[str, Key]] = {
 RENAMED_SECTIONS = {"switch_shadowing": "switch_drain"}
 RENAMED_KEYS = {("switch_drain", "cool_down"): "cooldown_seconds"}
 
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list",
-               bool: "true or false"}
-_PLURAL_NAMES = {int: "integers", float: "numbers", str: "strings"}
-
-
-def _expected(key: Key) -> str:
-    types = key.type if isinstance(key.type, tuple) else (key.type,)
-    return " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types)
-
-
 def defaults() -> dict[str, Any]:
     config: dict[str, Any] = {sec: {k: spec.default for k, spec in keys.items()}
                               for sec, keys in SCHEMA.items()}
@@ -171,16 +165,9 @@ def validate(data: Any, source: str = "config") -> dict[str, dict[str, Any]]:
     config = defaults()
     if data is None:
         return config
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: top level must be a mapping of sections, got {_kind(data)}")
+    data = _renamed(check.mapping(data, f"{source}: top level"), source)
+    check.keys(data, source, [*SCHEMA, "services"])
     for section, values in data.items():
-        if section in RENAMED_SECTIONS:
-            new = RENAMED_SECTIONS[section]
-            LOG.warning("%s: section %r is now called %r; please rename it", source, section, new)
-            if new in data:
-                raise ConfigError(f"{source}: sections {section!r} and {new!r} are the same "
-                                  f"section (renamed); keep only {new!r}")
-            section = new
         if section == "services":
             from controller.services.service import ServiceError, services_from_config
 
@@ -190,36 +177,42 @@ def validate(data: Any, source: str = "config") -> dict[str, dict[str, Any]]:
                 raise ConfigError(str(exc).splitlines()[0]) from None
             config["services"] = list(values or [])
             continue
-        if section not in SCHEMA:
-            raise ConfigError(
-                f"{source}: unknown section {section!r} "
-                f"(expected one of: {', '.join([*SCHEMA, 'services'])})"
-            )
         if values is None:
             continue
-        if not isinstance(values, dict):
-            raise ConfigError(
-                f"{source}: section {section!r} must be a mapping, got {_kind(values)}"
-            )
+        values = check.mapping(values, f"{source}: {section}")
+        check.keys(values, f"{source}: {section}", SCHEMA[section])
         for name, value in values.items():
-            if (section, name) in RENAMED_KEYS:
-                new = RENAMED_KEYS[section, name]
-                LOG.warning("%s: key '%s.%s' is now called '%s.%s'; please rename it",
-                            source, section, name, section, new)
-                if new in values:
-                    raise ConfigError(f"{source}: keys '{section}.{name}' and "
-                                      f"'{section}.{new}' are the same key (renamed); "
-                                      f"keep only '{section}.{new}'")
-                name = new
-            spec = SCHEMA[section].get(name)
-            if spec is None:
-                raise ConfigError(
-                    f"{source}: unknown key '{section}.{name}' "
-                    f"(expected one of: {', '.join(SCHEMA[section])})"
-                )
-            config[section][name] = _check(f"{section}.{name}", value, spec, source)
+            config[section][name] = _check(f"{section}.{name}", value, SCHEMA[section][name],
+                                           source)
     _check_together(config, source)
     return config
+
+
+def _renamed(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The document with renamed sections and keys under their new names (with a warning)."""
+    out: dict[str, Any] = {}
+    for section, values in data.items():
+        new = RENAMED_SECTIONS.get(section, section)
+        if new != section:
+            LOG.warning("%s: section %r is now called %r; please rename it", source, section, new)
+            if new in data:
+                raise ConfigError(f"{source}: sections {section!r} and {new!r} are the same "
+                                  f"section (renamed); keep only {new!r}")
+        if isinstance(values, Mapping):
+            renamed = {}
+            for key, value in values.items():
+                new_key = RENAMED_KEYS.get((new, key), key)
+                if new_key != key:
+                    LOG.warning("%s: key '%s.%s' is now called '%s.%s'; please rename it",
+                                source, new, key, new, new_key)
+                    if new_key in values:
+                        raise ConfigError(f"{source}: keys '{new}.{key}' and '{new}.{new_key}' "
+                                          f"are the same key (renamed); keep only "
+                                          f"'{new}.{new_key}'")
+                renamed[new_key] = value
+            values = renamed
+        out[new] = values
+    return out
 
 
 def _check_together(config: dict[str, Any], source: str) -> None:
@@ -250,62 +243,32 @@ def _check_together(config: dict[str, Any], source: str) -> None:
         )
 
 
-def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
 def _check(path: str, value: Any, spec: Key, source: str) -> Any:
+    """One key's value against its spec (type, finiteness, range, choices)."""
+    where = f"{source}: {path}"
     types = spec.type if isinstance(spec.type, tuple) else (spec.type,)
     if bool in types:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{source}: key '{path}' must be true or false, got {_kind(value)}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, types):
-        raise ConfigError(f"{source}: key '{path}' must be {_expected(spec)}, got {_kind(value)}")
-    return _check_value(path, value, spec, source)
-
-
-def _check_value(path: str, value: Any, spec: Key, source: str) -> Any:
-    """Range, finiteness and choices of a value of the right type."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{source}: key '{path}' must be a finite number, got {value!r}")
-    if spec.item is not None:
-        return [_check_item(path, item, spec, source) for item in value]
-    if spec.minimum is not None and value < spec.minimum:
-        raise ConfigError(f"{source}: key '{path}' must be >= {spec.minimum}, got {value!r}")
-    if spec.maximum is not None and value > spec.maximum:
-        raise ConfigError(f"{source}: key '{path}' must be <= {spec.maximum}, got {value!r}")
+        return check.boolean(value, where)
+    if list in types:
+        items = check.items(value, where)
+        if spec.item is None:
+            return items
+        return [_scalar(f"{where}[{i}]", item, spec.item, spec) for i, item in enumerate(items)]
+    value = _scalar(where, value, types, spec)
     if spec.choices is not None:
-        if str(value).upper() in spec.choices:
-            value = str(value).upper()
-        elif value not in spec.choices:
-            raise ConfigError(
-                f"{source}: key '{path}' must be one of {', '.join(spec.choices)}, got {value!r}"
-            )
+        value = check.choice(value, where, spec.choices)
     return value
 
 
-def _check_item(path: str, item: Any, spec: Key, source: str) -> Any:
-    """One element of a list key: its type, and the key's range applies to each element."""
-    kind = spec.item or object
-    if isinstance(item, bool) or not isinstance(item, kind):
-        raise ConfigError(f"{source}: key '{path}' must hold only "
-                          f"{_PLURAL_NAMES.get(kind, kind.__name__)}, "
-                          f"got {_kind(item)}")
-    return _check_element(path, item, spec, source)
-
-
-def _check_element(path: str, item: Any, spec: Key, source: str) -> Any:
-    """Finiteness and the key's range, for one element of the right type."""
-    if isinstance(item, float) and not math.isfinite(item):
-        raise ConfigError(f"{source}: key '{path}' must hold finite numbers, got {item!r}")
-    if spec.minimum is not None and item < spec.minimum:
-        raise ConfigError(f"{source}: key '{path}' must hold values >= {spec.minimum}, "
-                          f"got {item!r}")
-    if spec.maximum is not None and item > spec.maximum:
-        raise ConfigError(f"{source}: key '{path}' must hold values <= {spec.maximum}, "
-                          f"got {item!r}")
-    return item
+def _scalar(where: str, value: Any, types: type | tuple[type, ...], spec: Key) -> Any:
+    types = types if isinstance(types, tuple) else (types,)
+    if str in types:
+        return check.string(value, where)
+    if float in types:
+        return check.number(value, where, spec.minimum, spec.maximum)
+    low = None if spec.minimum is None else int(spec.minimum)
+    high = None if spec.maximum is None else int(spec.maximum)
+    return check.integer(value, where, low, high)
 
 
 def load(path: str | Path | None) -> dict[str, dict[str, Any]]:

@@ -35,6 +35,7 @@ from controller.pipeline import (
     READ_ONLY_PRIORITY,
     TO_CONTAINER_TABLE,
 )
+from shadownet.checks import Checks, Invalid
 
 PROTOCOLS = ("arp", "icmp", "tcp", "udp", "dns")
 _ETH_IP, _ETH_ARP = 0x0800, 0x0806
@@ -44,8 +45,11 @@ _PROTO_NUM = {"icmp": 1, "tcp": 6, "udp": 17}
 OFPP_MAX = 0xFFFFFF00  # the highest physical port number in OpenFlow 1.3
 
 
-class MirrorError(ValueError):
+class MirrorError(Invalid):
     """A mirror registration or policy is invalid; the message names the field."""
+
+
+check = Checks(MirrorError)
 
 
 @dataclass
@@ -57,52 +61,31 @@ class MirrorPolicy:
     tenants: list[str] = field(default_factory=list)  # empty: all tenants
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None, where: str = "policy") -> MirrorPolicy:
-        if data is not None and not isinstance(data, dict):
-            raise MirrorError(f"{where}: must be a mapping, got {type(data).__name__}")
-        data = dict(data or {})
-        unknown = set(data) - {"protocols", "ports", "cidrs", "sample", "tenants"}
-        if unknown:
-            raise MirrorError(f"{where}: unknown field {sorted(unknown)[0]!r}")
-        policy = cls(
-            protocols=[str(p).lower() for p in _as_list(data.get("protocols"), where, "protocols")],
-            ports=_as_list(data.get("ports"), where, "ports"),
-            cidrs=_as_list(data.get("cidrs"), where, "cidrs"),
-            sample=data.get("sample", 1.0),
-            tenants=[str(t) for t in _as_list(data.get("tenants"), where, "tenants")],
+    def from_dict(cls, data: object, where: str = "policy") -> MirrorPolicy:
+        values = check.mapping(data if data is not None else {}, where)
+        check.keys(values, where, ("protocols", "ports", "cidrs", "sample", "tenants"))
+
+        def each(name: str) -> list[tuple[str, Any]]:
+            raw = values.get(name)
+            items = check.items(raw if raw is not None else [], f"{where}.{name}", 10_000)
+            return [(f"{where}.{name}[{i}]", item) for i, item in enumerate(items)]
+
+        cidrs = [check.cidr(v, w) for w, v in each("cidrs")]
+        if any(":" in c for c in cidrs):
+            raise MirrorError(f"{where}.cidrs: must hold IPv4 prefixes, got {cidrs}")
+        return cls(
+            protocols=[check.choice(v, w, PROTOCOLS) for w, v in each("protocols")],
+            ports=[check.port(v, w) for w, v in each("ports")],
+            cidrs=cidrs,
+            sample=check.number(values.get("sample", 1.0), f"{where}.sample", 0.001, 1.0),
+            tenants=[check.string(v, w, 128) for w, v in each("tenants")],
         )
-        for proto in policy.protocols:
-            if proto not in PROTOCOLS:
-                raise MirrorError(f"{where}: field 'protocols' has unknown protocol {proto!r} "
-                                  f"(use {', '.join(PROTOCOLS)})")
-        for port in policy.ports:
-            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-                raise MirrorError(f"{where}: field 'ports' must hold ports 1-65535, got {port!r}")
-        for cidr in policy.cidrs:
-            try:
-                ipaddress.IPv4Network(cidr, strict=False)
-            except (ValueError, TypeError):
-                raise MirrorError(f"{where}: field 'cidrs' has invalid CIDR {cidr!r}") from None
-        if isinstance(policy.sample, bool) or not isinstance(policy.sample, int | float) or not (
-            0 < policy.sample <= 1
-        ):
-            raise MirrorError(f"{where}: field 'sample' must be a number in (0, 1], "
-                              f"got {policy.sample!r}")
-        return policy
 
     def applies_to(self, tenant: str) -> bool:
         return not self.tenants or tenant in self.tenants
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _as_list(value: Any, where: str, name: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise MirrorError(f"{where}: field {name!r} must be a list, got {value!r}")
-    return value
 
 
 @dataclass
@@ -118,43 +101,29 @@ class Mirror:
     policy: MirrorPolicy = field(default_factory=MirrorPolicy)
 
     @classmethod
-    def from_dict(cls, data: Any, default_policy: MirrorPolicy) -> Mirror:
-        if not isinstance(data, dict):
-            raise MirrorError("mirror: body must be a JSON object")
-        required = {"container": str, "tenant": str, "dpid": int, "container_port": int,
-                    "mirror_port": int, "mac": str}
-        for name, kind in required.items():
-            value = data.get(name)
-            if value is None:
-                raise MirrorError(f"mirror: field {name!r} is required")
-            if isinstance(value, bool) or not isinstance(value, kind):
-                raise MirrorError(f"mirror: field {name!r} must be "
-                                  f"{'an integer' if kind is int else 'a string'}, got {value!r}")
-        unknown = set(data) - set(required) - {"ips", "netns", "policy"}
-        if unknown:
-            raise MirrorError(f"mirror: unknown field {sorted(unknown)[0]!r}")
-        if not 0 <= data["dpid"] < 1 << 64:
-            raise MirrorError(f"mirror: field 'dpid' must be a 64-bit datapath id, "
-                              f"got {data['dpid']}")
+    def from_dict(cls, data: object, default_policy: MirrorPolicy) -> Mirror:
+        """Validate an agent's registration (a REST body, or a stored row)."""
+        data = check.mapping(data, "mirror")
+        required = ("container", "tenant", "dpid", "container_port", "mirror_port", "mac")
+        check.keys(data, "mirror", (*required, "ips", "netns", "policy"), required)
+        for name in ("container", "tenant", "netns"):
+            check.string(data.get(name, ""), f"mirror.{name}", 128)
+        check.integer(data["dpid"], "mirror.dpid", 0, (1 << 64) - 1)
         for name in ("container_port", "mirror_port"):
             # OpenFlow 1.3 physical ports are 1..OFPP_MAX (0xffffff00); anything larger
             # would wrap on the wire (2**32 + 1 went out as port 1).
-            if not 1 <= data[name] <= OFPP_MAX:
-                raise MirrorError(f"mirror: field {name!r} must be a port number from 1 to "
-                                  f"{OFPP_MAX}, got {data[name]}")
+            check.integer(data[name], f"mirror.{name}", 1, OFPP_MAX)
         if data["container_port"] == data["mirror_port"]:
-            raise MirrorError("mirror: 'mirror_port' must differ from 'container_port'")
-        if data.get("policy") is not None and not isinstance(data["policy"], dict):
-            raise MirrorError("mirror: field 'policy' must be a JSON object")
-        for name in ("container", "tenant", "netns"):
-            if len(str(data.get(name, ""))) > 128:
-                raise MirrorError(f"mirror: field {name!r} is longer than 128 characters")
+            raise MirrorError("mirror.mirror_port: must differ from container_port")
+        mac = check.mac(data["mac"], "mirror.mac", unicast=True)
+        ips = check.items(data.get("ips") or [], "mirror.ips", 64)
+        ips = [check.ipv4(ip, f"mirror.ips[{i}]") for i, ip in enumerate(ips)]
         policy = (MirrorPolicy.from_dict(data["policy"], "mirror.policy")
                   if data.get("policy") is not None else default_policy)
         return cls(
             container=data["container"], tenant=data["tenant"], dpid=data["dpid"],
             container_port=data["container_port"], mirror_port=data["mirror_port"],
-            mac=data["mac"].lower(), ips=list(_as_list(data.get("ips"), "mirror", "ips")),
+            mac=mac, ips=ips,
             netns=str(data.get("netns", "")), policy=policy,
         )
 

@@ -22,11 +22,10 @@ the core and the REST API drive it.
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from controller.mirroring import Mirror, MirrorError
+from controller.mirroring import Mirror, check
 from controller.ofmsgs import OutMsg
 from controller.pipeline import (
     FORWARD_TABLE,
@@ -64,24 +63,14 @@ class Shunt:
     @classmethod
     def from_dict(cls, container: str, data: Any) -> Shunt:
         """Validate a REST body; ``MirrorError`` names the bad field."""
-        if not isinstance(data, dict):
-            raise MirrorError("shunt: body must be a JSON object")
+        data = check.mapping(data, "shunt")
         fields = ("local_ip", "local_port", "remote_ip", "remote_port")
-        unknown = set(data) - set(fields)
-        if unknown:
-            raise MirrorError(f"shunt: unknown field {sorted(unknown)[0]!r}")
+        check.keys(data, "shunt", fields, fields)
         for name in fields:
-            value = data.get(name)
-            if value is None:
-                raise MirrorError(f"shunt: field {name!r} is required")
             if name.endswith("_ip"):
-                try:
-                    ipaddress.IPv4Address(value)
-                except (ValueError, TypeError):
-                    raise MirrorError(f"shunt: field {name!r} must be an IPv4 address, "
-                                      f"got {value!r}") from None
-            elif isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-                raise MirrorError(f"shunt: field {name!r} must be a port 1-65535, got {value!r}")
+                check.ipv4(data[name], f"shunt.{name}")
+            else:
+                check.port(data[name], f"shunt.{name}")
         return cls(container, data["local_ip"], data["local_port"], data["remote_ip"],
                    data["remote_port"])
 

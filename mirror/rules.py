@@ -25,13 +25,14 @@ only as ``resolved`` once its condition stops holding.
 from __future__ import annotations
 
 import ipaddress
-import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shadownet.checks import Checks, Invalid
 from shadownet.safe_yaml import SafeYamlError, load_yaml
 
 SEVERITIES = ("info", "warning", "critical")
@@ -52,8 +53,13 @@ RULE_TYPES: dict[str, dict[str, tuple[str, Any]]] = {
 }
 
 
-class RuleError(ValueError):
+class RuleError(Invalid):
     """A rule file that cannot be used; the message is one line naming rule and field."""
+
+
+check = Checks(RuleError)
+_NAME = re.compile(r"^\S.*$")
+_URL = re.compile(r"^https?://\S+$")
 
 
 @dataclass
@@ -201,33 +207,22 @@ class RuleSet:
 # -- loading and validation -------------------------------------------------------------------
 
 
-def _check_field(where: str, fname: str, kind: str, value: Any) -> Any:
-    def bad(expect: str) -> RuleError:
-        return RuleError(f"{where}: field '{fname}' must be {expect}, got {value!r}")
-
-    if kind in ("fraction", "count", "seconds"):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise bad("a finite number")
-        if value < 0:
-            raise bad("a non-negative number")
-        if kind == "fraction" and value > 1:
-            raise bad("a fraction between 0 and 1")
-        if kind == "seconds" and value == 0 and fname == "window":
-            raise bad("a positive number of seconds")
-        return value
+def _check_field(where: str, kind: str, value: Any) -> Any:
+    if kind == "fraction":
+        return check.number(value, where, 0, 1)
+    if kind == "count":
+        return check.number(value, where, 0)
+    if kind == "seconds":
+        number = check.number(value, where, 0)
+        if number == 0 and where.endswith(".window"):
+            raise RuleError(f"{where}: must be a positive number of seconds, got 0")
+        return number
     if kind == "cidrs":
-        if not isinstance(value, list) or not value:
-            raise bad("a non-empty list of CIDR prefixes")
-        nets = []
-        for item in value:
-            try:
-                nets.append(ipaddress.ip_network(str(item), strict=False))
-            except ValueError:
-                raise RuleError(f"{where}: field '{fname}' has an invalid CIDR prefix "
-                                f"{item!r}") from None
-        return nets
+        items = check.items(value, where, 10_000)
+        if not items:
+            raise RuleError(f"{where}: must be a non-empty list of CIDR prefixes, got []")
+        return [ipaddress.ip_network(check.cidr(item, f"{where}[{i}]"))
+                for i, item in enumerate(items)]
     raise AssertionError(kind)  # pragma: no cover
 
 
@@ -235,55 +230,35 @@ def parse_rules(data: Any, source: str = "rules") -> RuleSet:
     """Validate already-loaded YAML (a list of rules or ``{rules: [...]}``)."""
     if isinstance(data, dict) and set(data) == {"rules"}:
         data = data["rules"]
-    if not isinstance(data, list):
-        raise RuleError(f"{source}: expected a list of rules (or a 'rules:' key holding one)")
+    items = check.items(data, f"{source}: rules")
     rules: list[Rule] = []
     names: set[str] = set()
-    for i, raw in enumerate(data, 1):
-        if not isinstance(raw, dict):
-            raise RuleError(f"{source}: rule #{i}: must be a mapping, got {raw!r}")
-        name = raw.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise RuleError(f"{source}: rule #{i}: field 'name' must be a non-empty string, "
-                            f"got {name!r}")
-        where = f"{source}: rule '{name}'"
+    for i, item in enumerate(items):
+        raw = check.mapping(item, f"{source}: rules[{i}]")
+        name = check.string(raw.get("name"), f"{source}: rules[{i}].name", 128,
+                            _NAME, "a non-empty name")
+        where = f"{source}: rules[{i}] ({name})"
         if name in names:
-            raise RuleError(f"{where}: field 'name' is a duplicate")
+            raise RuleError(f"{where}.name: is a duplicate")
         names.add(name)
-        rtype = raw.get("type")
-        if rtype not in RULE_TYPES:
-            raise RuleError(f"{where}: field 'type' must be one of "
-                            f"{', '.join(RULE_TYPES)}, got {rtype!r}")
+        rtype = check.choice(raw.get("type"), f"{where}.type", RULE_TYPES)
         spec = RULE_TYPES[rtype]
-        unknown = sorted(set(raw) - COMMON_FIELDS - set(spec))
-        if unknown:
-            raise RuleError(f"{where}: field '{unknown[0]}' is not known for type '{rtype}'")
-        params = {}
-        for fname, (kind, default) in spec.items():
-            if fname not in raw:
-                if default is None:
-                    raise RuleError(f"{where}: field '{fname}' is required for type '{rtype}'")
-                params[fname] = _check_field(where, fname, kind, default)
-            else:
-                params[fname] = _check_field(where, fname, kind, raw[fname])
-        severity = raw.get("severity", "warning")
-        if severity not in SEVERITIES:
-            raise RuleError(f"{where}: field 'severity' must be one of "
-                            f"{', '.join(SEVERITIES)}, got {severity!r}")
-        labels = raw.get("labels", {})
-        if not isinstance(labels, dict) or not all(isinstance(k, str) for k in labels):
-            raise RuleError(f"{where}: field 'labels' must be a mapping of strings, "
-                            f"got {labels!r}")
+        check.keys(raw, where, [*sorted(COMMON_FIELDS), *spec],
+                   [f for f, (_, default) in spec.items() if default is None])
+        params = {fname: _check_field(f"{where}.{fname}", kind, raw.get(fname, default))
+                  for fname, (kind, default) in spec.items()}
+        severity = check.choice(raw.get("severity", "warning"), f"{where}.severity", SEVERITIES)
+        labels = check.mapping(raw.get("labels", {}), f"{where}.labels")
+        for key, value in labels.items():
+            check.string(key, f"{where}.labels", what="a mapping with string keys")
+            check.string(str(value), f"{where}.labels.{key}", 256)
         webhook = raw.get("webhook")
-        if webhook is not None and (not isinstance(webhook, str)
-                                    or not webhook.startswith(("http://", "https://"))):
-            raise RuleError(f"{where}: field 'webhook' must be an http(s) URL, got {webhook!r}")
-        unhealthy = raw.get("mark_unhealthy", False)
-        if not isinstance(unhealthy, bool):
-            raise RuleError(f"{where}: field 'mark_unhealthy' must be true or false, "
-                            f"got {unhealthy!r}")
+        if webhook is not None:
+            check.string(webhook, f"{where}.webhook", 2048, _URL, "an http(s) URL")
+        unhealthy = check.boolean(raw.get("mark_unhealthy", False), f"{where}.mark_unhealthy")
+        description = check.string(raw.get("description", ""), f"{where}.description", 1024)
         rules.append(Rule(name, rtype, severity, params, {k: str(v) for k, v in labels.items()},
-                          webhook, unhealthy, str(raw.get("description", ""))))
+                          webhook, unhealthy, description))
     return RuleSet(rules)
 
 

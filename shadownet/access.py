@@ -30,18 +30,25 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from shadownet.checks import Checks, Invalid
 from shadownet.safe_yaml import SafeYamlError, load_yaml
 
 VIEWER, AGENT, OPERATOR, ADMIN = "viewer", "agent", "operator", "admin"
 ROLES = (VIEWER, AGENT, OPERATOR, ADMIN)
 
 
-class TokenFileError(ValueError):
+class TokenFileError(Invalid):
     """The tokens file is missing or malformed; the message says where."""
+
+
+check = Checks(TokenFileError, show_values=False)  # a misplaced token must not be echoed
+_NAME = re.compile(r"^\S.{0,63}$")
+_SHA256 = re.compile(r"^[0-9A-Fa-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -102,31 +109,24 @@ def load_tokens(path: str | Path) -> dict[str, Principal]:
 def parse_tokens(data: object, source: str = "tokens") -> dict[str, Principal]:
     if data is None:
         return {}
-    if not isinstance(data, dict) or set(data) != {"tokens"} or not isinstance(
-            data["tokens"], list):
-        raise TokenFileError(
-            f"{source}: expected 'tokens:' and a list of {{name, role, sha256}} entries")
+    doc = check.mapping(data, source)
+    check.keys(doc, source, ("tokens",), ("tokens",))
     out: dict[str, Principal] = {}
     names: set[str] = set()
-    for i, entry in enumerate(data["tokens"]):
+    for i, item in enumerate(check.items(doc["tokens"], f"{source}: tokens", 10_000)):
         where = f"{source}: tokens[{i}]"
-        if not isinstance(entry, dict) or set(entry) != {"name", "role", "sha256"}:
-            raise TokenFileError(f"{where}: needs exactly the keys 'name', 'role' and 'sha256'")
-        name, role, sha = entry["name"], entry["role"], entry["sha256"]
-        if not isinstance(name, str) or not name or len(name) > 64:
-            raise TokenFileError(f"{where}: 'name' must be a string of 1 to 64 characters")
-        if role not in ROLES:
-            raise TokenFileError(f"{where}: 'role' must be one of {', '.join(ROLES)}, "
-                                 f"got {role!r}")
-        if not isinstance(sha, str) or len(sha) != 64 or not _is_hex(sha):
-            raise TokenFileError(f"{where}: 'sha256' must be 64 hex digits (the token's "
-                                 "digest; 'shadownet token new' writes it)")
-        sha = sha.lower()
+        entry = check.mapping(item, where)
+        check.keys(entry, where, ("name", "role", "sha256"), ("name", "role", "sha256"))
+        name = check.string(entry["name"], f"{where}.name", 64, _NAME, "a name")
+        role = check.choice(entry["role"], f"{where}.role", ROLES)
+        sha = check.string(entry["sha256"], f"{where}.sha256", pattern=_SHA256,
+                           what="64 hex digits (the token's digest; 'shadownet token new' "
+                                "writes it)").lower()
         if sha in out:
             raise TokenFileError(f"{where}: the same token is listed twice "
                                  f"(also as {out[sha].name!r})")
         if name in names:
-            raise TokenFileError(f"{where}: the name {name!r} is used twice")
+            raise TokenFileError(f"{where}.name: {name!r} is used twice")
         names.add(name)
         out[sha] = Principal(name, role)
     return out
@@ -155,11 +155,3 @@ def add_token(path: str | Path, name: str, role: str) -> str:
 
 def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        int(text, 16)
-    except ValueError:
-        return False
-    return text.isascii()

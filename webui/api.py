@@ -1,4 +1,10 @@
-"""JSON REST API: switches, links, hosts, paths, the signature table, health, metrics."""
+"""JSON REST API: switches, links, hosts, paths, the signature table, health, metrics.
+
+Query parameters and bodies are checked with :mod:`shadownet.checks`, like the
+config and the rule files; a bad one is a 400 whose message names it
+(``body.node: is required``), raised as :class:`~shadownet.checks.Invalid` and
+answered by the app's error handler.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from shadownet.access import ADMIN, AGENT, OPERATOR
+from shadownet.checks import CHECK
 from webui.core_api import CoreAPI
 from webui.guard import allow, json_body, may_read, public
 
@@ -26,16 +33,15 @@ def _refused(exc: ValueError) -> str:
 
 
 def _int_arg(name: str, base: int = 10) -> int | None:
+    """A non-negative integer query parameter (``base`` 0 also takes 0x...)."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
     try:
-        value = int(raw, 0 if base == 0 else base)
+        value: object = int(raw, 0 if base == 0 else base)
     except ValueError:
-        abort(400, description=f"query parameter {name!r} must be an integer, got {raw!r}")
-    if value < 0:
-        abort(400, description=f"query parameter {name!r} must be >= 0, got {raw!r}")
-    return value
+        value = raw
+    return CHECK.integer(value, f"query.{name}", 0)
 
 
 @api.get("/api/switches")
@@ -55,9 +61,8 @@ def hosts() -> ResponseReturnValue:
 
 @api.get("/api/path")
 def path() -> ResponseReturnValue:
-    src, dst = request.args.get("src"), request.args.get("dst")
-    if not src or not dst:
-        abort(400, description="query parameters 'src' and 'dst' (host MAC or IP) are required")
+    CHECK.keys(request.args, "query", ("src", "dst"), ("src", "dst"))
+    src, dst = request.args["src"], request.args["dst"]
     try:
         return jsonify(_core().path(src, dst))
     except LookupError as exc:
@@ -66,13 +71,10 @@ def path() -> ResponseReturnValue:
 
 @api.get("/api/flows")
 def flows() -> ResponseReturnValue:
-    unknown = sorted(set(request.args) - set(_FLOW_FILTERS))
-    if unknown:
-        valid = ", ".join(_FLOW_FILTERS)
-        abort(400, description=f"unknown filter {unknown[0]!r}; use one of {valid}")
+    CHECK.keys(request.args, "query", _FLOW_FILTERS)
     status = request.args.get("status")
-    if status not in (None, "active", "removed"):
-        abort(400, description=f"'status' must be 'active' or 'removed', got {status!r}")
+    if status is not None:
+        status = CHECK.choice(status, "query.status", ("active", "removed"))
     mac = request.args.get("mac")
     return jsonify(
         _core().flows(
@@ -147,9 +149,7 @@ def services() -> ResponseReturnValue:
 @api.post("/api/services")
 @allow(ADMIN)
 def add_service() -> ResponseReturnValue:
-    body = json_body("a JSON object describing the service")
-    if not isinstance(body, dict):
-        abort(400, description="body must be a JSON object describing the service")
+    body = CHECK.mapping(json_body("a JSON object describing the service"), "service")
     try:
         return jsonify(_core().add_service(body)), 201
     except ValueError as exc:
@@ -172,9 +172,9 @@ def service_shadow(name: str) -> ResponseReturnValue:
 @api.post("/api/services/<name>/switch")
 @allow(OPERATOR, ADMIN)
 def switch_service(name: str) -> ResponseReturnValue:
-    body = json_body("a JSON object with the target 'node' name")
-    if not isinstance(body, dict) or not isinstance(body.get("node"), str):
-        abort(400, description="body must be a JSON object with the target 'node' name")
+    body = CHECK.mapping(json_body("a JSON object with the target 'node' name"), "body")
+    CHECK.keys(body, "body", ("node",), ("node",))
+    CHECK.string(body["node"], "body.node", 63)
     try:
         return jsonify(_core().switch_service(name, body["node"]))
     except LookupError as exc:
@@ -186,12 +186,10 @@ def switch_service(name: str) -> ResponseReturnValue:
 @api.post("/api/hosts/<host>/health")
 @allow(AGENT, OPERATOR, ADMIN)
 def set_health(host: str) -> ResponseReturnValue:
-    body = json_body("a JSON object with a boolean 'healthy'")
-    if not isinstance(body, dict) or not isinstance(body.get("healthy"), bool):
-        abort(400, description="body must be a JSON object with a boolean 'healthy'")
-    reason = body.get("reason", "")
-    if not isinstance(reason, str) or len(reason) > 512:
-        abort(400, description="'reason' must be a string of at most 512 characters")
+    body = CHECK.mapping(json_body("a JSON object with a boolean 'healthy'"), "body")
+    CHECK.keys(body, "body", ("healthy", "reason"), ("healthy",))
+    CHECK.boolean(body["healthy"], "body.healthy")
+    reason = CHECK.string(body.get("reason", ""), "body.reason", 512)
     try:
         return jsonify(_core().set_health(host, body["healthy"], reason))
     except LookupError as exc:

@@ -11,6 +11,7 @@ from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from shadownet.checks import Invalid
 from webui import guard
 from webui.api import api
 from webui.core_api import CoreAPI
@@ -32,6 +33,11 @@ def create_app(core: CoreAPI, security: RestSecurity | None = None,
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> ResponseReturnValue:
         return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code or 500
+
+    @app.errorhandler(Invalid)
+    def _invalid(exc: Invalid) -> ResponseReturnValue:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return jsonify(error="Bad Request", message=message, status=400), 400
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> ResponseReturnValue:

@@ -28,8 +28,6 @@ the key, like the rest of the configuration::
 
 from __future__ import annotations
 
-import ipaddress
-import math
 import re
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,14 +37,19 @@ from typing import Any
 
 import yaml
 
+from shadownet.checks import Checks, Invalid, kind
+
 PROTOCOLS = {"tcp": 6, "udp": 17}
 MODES = ("stateless", "stateful")
-_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME_RULE = "a name of letters, digits, '.', '_' or '-'"
 
 
-class ServiceError(ValueError):
+class ServiceError(Invalid):
     """A service declaration is invalid; the message names the key."""
+
+
+check = Checks(ServiceError)
 
 
 @dataclass(frozen=True)
@@ -76,30 +79,20 @@ class Thresholds:
     def from_dict(cls, data: Any, where: str) -> Thresholds:
         if data is None:
             return cls()
-        if not isinstance(data, Mapping):
-            raise ServiceError(f"{where}: must be a mapping, got {_kind(data)}")
-        known = {f.name: f for f in fields(cls)}
+        data = check.mapping(data, where)
+        known = {f.name: f.default for f in fields(cls)}
+        check.keys(data, where, known)
         values: dict[str, Any] = {}
         for key, value in data.items():
-            spec = known.get(key)
-            if spec is None:
-                raise ServiceError(f"{where}: unknown key {key!r} "
-                                   f"(expected one of: {', '.join(known)})")
-            default = spec.default
-            path = f"{where}.{key}"
+            default, path = known[key], f"{where}.{key}"
             if isinstance(default, bool):
-                if not isinstance(value, bool):
-                    raise ServiceError(f"{path}: must be true or false, got {_kind(value)}")
+                values[key] = check.boolean(value, path)
             elif isinstance(default, int):
-                values[key] = _int(value, path, 1, 10**6)
-                continue
-            else:
-                value = _number(value, path)
-                if key.endswith(("_probability", "_health")) and not 0.0 <= value <= 1.0:
-                    raise ServiceError(f"{path}: must be between 0 and 1, got {value!r}")
-                if key.endswith("_seconds") and value < 0:
-                    raise ServiceError(f"{path}: must be >= 0, got {value!r}")
-            values[key] = value
+                values[key] = check.integer(value, path, 1, 10**6)
+            elif key.endswith(("_probability", "_health")):
+                values[key] = check.number(value, path, 0, 1)
+            else:  # seconds
+                values[key] = check.number(value, path, 0)
         th = cls(**values)
         if th.exit_probability >= th.enter_probability:
             raise ServiceError(f"{where}.exit_probability: must be below enter_probability "
@@ -134,22 +127,20 @@ class Node:
     def from_dict(cls, data: Any, where: str, default_port: int) -> Node:
         if not isinstance(data, Mapping):
             raise ServiceError(f"{where}: must be a mapping with name, ip and mac, "
-                               f"got {_kind(data)}")
+                               f"got {kind(data)}")
         allowed = {"name", "ip", "mac", "port", "capacity", "dpid", "switch_port"}
-        _no_unknown(data, allowed, where)
-        name = _required(data, "name", where)
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ServiceError(f"{where}.name: must be a name of letters, digits, '.', '_' "
-                               f"or '-', got {_kind(name)}")
+        check.keys(data, where, sorted(allowed))
+        name = check.required(data, "name", where)
+        check.string(name, f"{where}.name", pattern=_NAME, what=_NAME_RULE)
         return cls(
             name=name,
-            ip=_ipv4(_required(data, "ip", where), f"{where}.ip"),
-            mac=_mac(_required(data, "mac", where), f"{where}.mac"),
-            port=_int(data.get("port", default_port), f"{where}.port", 1, 65535),
-            capacity=_int(data.get("capacity", 100), f"{where}.capacity", 1, 10**9),
-            dpid=None if data.get("dpid") is None else _int(data["dpid"], f"{where}.dpid",
+            ip=check.ipv4(check.required(data, "ip", where), f"{where}.ip", unicast=True),
+            mac=check.mac(check.required(data, "mac", where), f"{where}.mac", unicast=True),
+            port=check.integer(data.get("port", default_port), f"{where}.port", 1, 65535),
+            capacity=check.integer(data.get("capacity", 100), f"{where}.capacity", 1, 10**9),
+            dpid=None if data.get("dpid") is None else check.integer(data["dpid"], f"{where}.dpid",
                                                              1, 2**64 - 1),
-            switch_port=None if data.get("switch_port") is None else _int(
+            switch_port=None if data.get("switch_port") is None else check.integer(
                 data["switch_port"], f"{where}.switch_port", 1, 0xFFFFFF00),
         )
 
@@ -195,24 +186,22 @@ class Service:
     @classmethod
     def from_dict(cls, data: Any, where: str = "service") -> Service:
         if not isinstance(data, Mapping):
-            raise ServiceError(f"{where}: must be a mapping, got {_kind(data)}")
+            raise ServiceError(f"{where}: must be a mapping, got {kind(data)}")
         allowed = {"name", "vip", "port", "proto", "mode", "primary", "standbys", "vip_mac",
                    "drain_seconds", "idle_timeout", "thresholds", "monitor"}
-        _no_unknown(data, allowed, where)
-        name = _required(data, "name", where)
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise ServiceError(f"{where}.name: must be a name of letters, digits, '.', '_' "
-                               f"or '-', got {_kind(name)}")
+        check.keys(data, where, sorted(allowed))
+        name = check.required(data, "name", where)
+        check.string(name, f"{where}.name", pattern=_NAME, what=_NAME_RULE)
         where = f"{where} ({name})" if where.endswith("]") else where
-        vip = _ipv4(_required(data, "vip", where), f"{where}.vip")
-        port = _int(_required(data, "port", where), f"{where}.port", 1, 65535)
-        proto = _choice(data.get("proto", "tcp"), f"{where}.proto", tuple(PROTOCOLS))
-        mode = _choice(data.get("mode", "stateful"), f"{where}.mode", MODES)
-        primary = Node.from_dict(_required(data, "primary", where), f"{where}.primary", port)
+        vip = check.ipv4(check.required(data, "vip", where), f"{where}.vip", unicast=True)
+        port = check.integer(check.required(data, "port", where), f"{where}.port", 1, 65535)
+        proto = check.choice(data.get("proto", "tcp"), f"{where}.proto", tuple(PROTOCOLS))
+        mode = check.choice(data.get("mode", "stateful"), f"{where}.mode", MODES)
+        primary = Node.from_dict(check.required(data, "primary", where), f"{where}.primary", port)
         raw_standbys = data.get("standbys", [])
         if not isinstance(raw_standbys, list):
             raise ServiceError(f"{where}.standbys: must be a list of nodes, "
-                               f"got {_kind(raw_standbys)}")
+                               f"got {kind(raw_standbys)}")
         standbys = tuple(Node.from_dict(s, f"{where}.standbys[{i}]", port)
                          for i, s in enumerate(raw_standbys))
         seen: dict[tuple[str, str], str] = {}
@@ -225,18 +214,16 @@ class Service:
                 seen[(what, value)] = label
             if node.ip == vip:
                 raise ServiceError(f"{label}.ip: a node cannot have the VIP {vip}")
-        vip_mac = (_mac(data["vip_mac"], f"{where}.vip_mac") if data.get("vip_mac") is not None
-                   else default_vip_mac(name))
-        drain = _number(data.get("drain_seconds", 30.0), f"{where}.drain_seconds")
-        if not 0 <= drain <= 86400:
-            raise ServiceError(f"{where}.drain_seconds: must be between 0 and 86400, "
-                               f"got {drain!r}")
+        vip_mac = (check.mac(data["vip_mac"], f"{where}.vip_mac", unicast=True)
+                   if data.get("vip_mac") is not None else default_vip_mac(name))
+        drain = check.number(data.get("drain_seconds", 30.0), f"{where}.drain_seconds", 0, 86400)
         return cls(
             name=name, vip=vip, port=port, proto=proto, mode=mode, primary=primary,
             standbys=standbys, vip_mac=vip_mac, drain_seconds=drain,
-            idle_timeout=_int(data.get("idle_timeout", 60), f"{where}.idle_timeout", 1, 65535),
+            idle_timeout=check.integer(data.get("idle_timeout", 60), f"{where}.idle_timeout",
+                                       1, 65535),
             thresholds=Thresholds.from_dict(data.get("thresholds"), f"{where}.thresholds"),
-            monitor=_bool(data.get("monitor", True), f"{where}.monitor"),
+            monitor=check.boolean(data.get("monitor", True), f"{where}.monitor"),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -320,7 +307,7 @@ def services_from_config(data: Any, source: str = "config") -> ServiceTable:
         return table
     if not isinstance(data, list):
         raise ServiceError(f"{source}: key 'services' must be a list of services, "
-                           f"got {_kind(data)}")
+                           f"got {kind(data)}")
     names: set[str] = set()
     for i, item in enumerate(data):
         svc = Service.from_dict(item, f"{source}: services[{i}]")
@@ -346,77 +333,6 @@ def load_services(path: str | Path) -> ServiceTable:
         where = f" at line {mark.line + 1}" if mark else ""
         raise ServiceError(f"{p}: invalid YAML{where}") from None
     if doc is not None and not isinstance(doc, Mapping):
-        raise ServiceError(f"{p}: top level must be a mapping of sections, got {_kind(doc)}")
+        raise ServiceError(f"{p}: top level must be a mapping of sections, got {kind(doc)}")
     return services_from_config((doc or {}).get("services"), str(p))
 
-
-# --- field checks -------------------------------------------------------------
-def _bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ServiceError(f"{where}: must be true or false, got {_kind(value)}")
-    return value
-
-
-def _kind(value: Any) -> str:
-    return f"{type(value).__name__} {value!r}"
-
-
-def _no_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(str(k) for k in set(data) - allowed)
-    if unknown:
-        raise ServiceError(f"{where}: unknown key {unknown[0]!r} "
-                           f"(expected one of: {', '.join(sorted(allowed))})")
-
-
-def _required(data: Mapping[str, Any], key: str, where: str) -> Any:
-    if data.get(key) is None:
-        raise ServiceError(f"{where}.{key}: is required")
-    return data[key]
-
-
-def _int(value: Any, path: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ServiceError(f"{path}: must be an integer, got {_kind(value)}")
-    if not low <= value <= high:
-        shown = str(value) if abs(value) < 10**20 else f"an integer of {len(str(value))} digits"
-        raise ServiceError(f"{path}: must be between {low} and {high}, got {shown}")
-    return value
-
-
-def _number(value: Any, path: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ServiceError(f"{path}: must be a number, got {_kind(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # a 400-digit integer
-        raise ServiceError(f"{path}: must be a finite number, got an integer of "
-                           f"{len(str(value))} digits") from None
-    if not math.isfinite(number):  # NaN compares false with every bound, and breaks JSON
-        raise ServiceError(f"{path}: must be a finite number, got {value!r}")
-    return number
-
-
-def _choice(value: Any, path: str, choices: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value.lower() not in choices:
-        raise ServiceError(f"{path}: must be one of {', '.join(choices)}, got {_kind(value)}")
-    return value.lower()
-
-
-def _ipv4(value: Any, path: str) -> str:
-    try:
-        addr = ipaddress.IPv4Address(value) if isinstance(value, str) else None
-    except ValueError:
-        addr = None
-    if addr is None:
-        raise ServiceError(f"{path}: must be an IPv4 address, got {_kind(value)}")
-    if addr.is_multicast or addr.is_unspecified or str(addr) == "255.255.255.255":
-        raise ServiceError(f"{path}: must be a unicast address, got {value!r}")
-    return str(addr)
-
-
-def _mac(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not _MAC.match(value.lower()):
-        raise ServiceError(f"{path}: must be a MAC like 00:00:00:00:00:01, got {_kind(value)}")
-    if int(value[:2], 16) & 1:
-        raise ServiceError(f"{path}: must be a unicast MAC, got {value!r}")
-    return value.lower()

@@ -38,7 +38,7 @@ from typing import Any
 
 from controller.network_graph import NetworkGraph
 from controller.services.health import NodeHealth
-from controller.services.service import Node, Service, ServiceError, ServiceTable
+from controller.services.service import Node, Service, ServiceError, ServiceTable, check
 
 ACTIVE = "active"
 ENDED = "ended"
@@ -57,19 +57,14 @@ class ShadowWeights:
 
     def __post_init__(self) -> None:
         for name in COMPONENTS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ServiceError(f"shadow.weights.{name}: must be a number >= 0, got {value!r}")
+            check.number(getattr(self, name), f"shadow.weights.{name}", 0)
         if sum(getattr(self, n) for n in COMPONENTS) <= 0:
             raise ServiceError("shadow.weights: at least one weight must be above 0")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> ShadowWeights:
-        data = dict(data or {})
-        unknown = sorted(set(data) - set(COMPONENTS))
-        if unknown:
-            raise ServiceError(f"shadow.weights: unknown key {unknown[0]!r} "
-                               f"(expected one of: {', '.join(COMPONENTS)})")
+        data = dict(check.mapping(data or {}, "shadow.weights"))
+        check.keys(data, "shadow.weights", COMPONENTS)
         return cls(**data)
 
     def score(self, components: Mapping[str, float]) -> float:

@@ -24,14 +24,17 @@ def test_valid_file_merges_over_defaults(tmp_path):
 
 @pytest.mark.parametrize("text,needle", [
     ("forwarding:\n  idle_timeout: abc\n",
-     "key 'forwarding.idle_timeout' must be an integer, got str 'abc'"),
-    ("forwarding:\n  idle_timout: 5\n", "unknown key 'forwarding.idle_timout'"),
-    ("nosuch:\n  a: 1\n", "unknown section 'nosuch'"),
-    ("controller:\n  ofp_tcp_listen_port: 70000\n", "'controller.ofp_tcp_listen_port' must be <="),
-    ("controller:\n  hub: gevent\n", "'controller.hub' must be one of eventlet, native"),
-    ("controller:\n  wsapi_port: true\n", "'controller.wsapi_port' must be an integer"),
-    ("- a\n- b\n", "top level must be a mapping"),
-    ("forwarding: 5\n", "section 'forwarding' must be a mapping"),
+     "forwarding.idle_timeout: must be an integer, got str 'abc'"),
+    ("forwarding:\n  idle_timout: 5\n", "forwarding: unknown key 'idle_timout'"),
+    ("nosuch:\n  a: 1\n", "unknown key 'nosuch'"),
+    ("controller:\n  ofp_tcp_listen_port: 70000\n",
+     "controller.ofp_tcp_listen_port: must be between 1 and 65535, got 70000"),
+    ("controller:\n  hub: gevent\n",
+     "controller.hub: must be one of eventlet, native, got str 'gevent'"),
+    ("controller:\n  wsapi_port: true\n",
+     "controller.wsapi_port: must be an integer, got bool True"),
+    ("- a\n- b\n", "top level: must be a mapping, got list ['a', 'b']"),
+    ("forwarding: 5\n", 'forwarding: must be a mapping, got int 5'),
     ("forwarding:\n  idle_timeout: [1\n", "invalid YAML at line"),
 ])
 def test_bad_files_name_the_problem(tmp_path, text, needle):
@@ -78,26 +81,26 @@ def test_renamed_switch_keys_are_still_read_with_a_warning(tmp_path, caplog):
 
 @pytest.mark.parametrize("text,needle", [
     ("switch_drain:\n  critical: 2\n",
-     "key 'switch_drain.critical' must be a list, got int 2"),
+     'switch_drain.critical: must be a list, got int 2'),
     ("switch_drain:\n  critical: [1, s2]\n",
-     "key 'switch_drain.critical' must hold only integers, got str 's2'"),
+     "switch_drain.critical[1]: must be an integer, got str 's2'"),
     ("switch_drain:\n  critical: [true]\n",
-     "key 'switch_drain.critical' must hold only integers, got bool True"),
+     'switch_drain.critical[0]: must be an integer, got bool True'),
     ("switch_drain:\n  critical: [-1]\n",
-     "key 'switch_drain.critical' must hold values >= 0, got -1"),
+     'switch_drain.critical[0]: must be between 0 and 18446744073709551615, got -1'),
     ("switch_drain:\n  sample_percent: 6\n",
-     "key 'switch_drain.sample_percent' must be <= 5, got 6"),
+     'switch_drain.sample_percent: must be between 0 and 5, got 6'),
     ("switch_drain:\n  sample_percent: -1\n",
-     "key 'switch_drain.sample_percent' must be >= 0, got -1"),
+     'switch_drain.sample_percent: must be between 0 and 5, got -1'),
     ("switch_drain:\n  probe_interval: fast\n",
-     "key 'switch_drain.probe_interval' must be an integer or a number, got str 'fast'"),
+     "switch_drain.probe_interval: must be a number, got str 'fast'"),
     ("switch_drain:\n  enter_probability: 1.5\n",
-     "key 'switch_drain.enter_probability' must be <= 1"),
-    ("switch_drain:\n  confirm: 0\n", "key 'switch_drain.confirm' must be >= 1"),
+     'switch_drain.enter_probability: must be between 0 and 1, got 1.5'),
+    ("switch_drain:\n  confirm: 0\n", 'switch_drain.confirm: must be between 1 and 1000, got 0'),
     ("switch_drain:\n  confirm: 1.5\n",
-     "key 'switch_drain.confirm' must be an integer, got float 1.5"),
+     'switch_drain.confirm: must be an integer, got float 1.5'),
     ("switch_drain:\n  cooldown_seconds: -3\n",
-     "key 'switch_drain.cooldown_seconds' must be >= 0"),
+     'switch_drain.cooldown_seconds: must be between 0 and 1000000, got -3'),
     ("switch_drain:\n  exit_probability: 0.95\n",
      "key 'switch_drain.exit_probability' must not be above 'switch_drain.enter_probability'"),
     ("switch_drain:\n  cool_down: 3\n  cooldown_seconds: 4\n",
@@ -105,11 +108,11 @@ def test_renamed_switch_keys_are_still_read_with_a_warning(tmp_path, caplog):
     ("switch_shadowing: {}\nswitch_drain: {}\n",
      "sections 'switch_shadowing' and 'switch_drain' are the same section"),
     ("prediction:\n  enabled: yes please\n",
-     "key 'prediction.enabled' must be true or false"),
+     "prediction.enabled: must be true or false, got str 'yes please'"),
     ("switch_drain:\n  exit_health: 0.4\n",
      "key 'switch_drain.exit_health' must be above 'switch_drain.enter_health'"),
-    ("switch_drain:\n  critcal: [1]\n", "unknown key 'switch_drain.critcal'"),
-    ("switch_drain: [1]\n", "section 'switch_drain' must be a mapping"),
+    ("switch_drain:\n  critcal: [1]\n", "switch_drain: unknown key 'critcal'"),
+    ("switch_drain: [1]\n", 'switch_drain: must be a mapping, got list [1]'),
 ])
 def test_bad_switch_drain_names_the_key(tmp_path, text, needle):
     path = tmp_path / "bad.yaml"
@@ -126,5 +129,6 @@ def test_node_probes_have_their_own_keys(tmp_path):
     loaded = config.load(path)
     assert loaded["node_probes"]["interval"] == 1 and loaded["reconcile"]["interval"] == 10
     path.write_text("node_probes:\n  count: 0\n")
-    with pytest.raises(config.ConfigError, match="'node_probes.count' must be >= 1"):
+    with pytest.raises(config.ConfigError,
+                       match="node_probes.count: must be between 1 and 100, got 0"):
         config.load(path)

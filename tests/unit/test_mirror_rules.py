@@ -110,22 +110,24 @@ def test_mac_change_fires_per_change_and_clears_after_window():
 
 @pytest.mark.parametrize("rule, message", [
     ({"name": "rst-storm", "type": "rst_storm", "threshold": "lots"},
-     "rules.yaml: rule 'rst-storm': field 'threshold' must be a number, got 'lots'"),
-    ({"name": "x", "type": "nope"}, "rule 'x': field 'type' must be one of"),
-    ({"name": "x", "type": "rst_storm"}, "rule 'x': field 'threshold' is required"),
+     "rules.yaml: rules[0] (rst-storm).threshold: must be a number, got str 'lots'"),
+    ({"name": "x", "type": "nope"},
+     "rules[0] (x).type: must be one of tcp_retransmission_rate, syn_unanswered, rst_storm, "
+     "nxdomain_rate, dns_answer_outside, mac_change, got str 'nope'"),
+    ({"name": "x", "type": "rst_storm"}, "rules[0] (x).threshold: is required"),
     ({"name": "x", "type": "rst_storm", "threshold": 1, "severity": "meh"},
-     "rule 'x': field 'severity' must be one of info, warning, critical, got 'meh'"),
+     "rules[0] (x).severity: must be one of info, warning, critical, got str 'meh'"),
     ({"name": "x", "type": "rst_storm", "threshold": 1, "thresold": 2},
-     "rule 'x': field 'thresold' is not known"),
+     "rules[0] (x): unknown key 'thresold'"),
     ({"name": "x", "type": "nxdomain_rate", "threshold": 5},
-     "field 'threshold' must be a fraction between 0 and 1, got 5"),
+     "rules[0] (x).threshold: must be between 0 and 1, got 5"),
     ({"name": "x", "type": "dns_answer_outside", "allowed": ["10.0.0.0/33"]},
-     "field 'allowed' has an invalid CIDR prefix '10.0.0.0/33'"),
+     "rules[0] (x).allowed[0]: must be a CIDR prefix like 10.0.0.0/24, got str '10.0.0.0/33'"),
     ({"name": "x", "type": "mac_change", "webhook": "ftp://a"},
-     "field 'webhook' must be an http(s) URL"),
+     "rules[0] (x).webhook: must be an http(s) URL, got str 'ftp://a'"),
     ({"name": "x", "type": "mac_change", "mark_unhealthy": "yes"},
-     "field 'mark_unhealthy' must be true or false"),
-    ({"type": "mac_change"}, "rule #1: field 'name' must be a non-empty string"),
+     "rules[0] (x).mark_unhealthy: must be true or false, got str 'yes'"),
+    ({"type": "mac_change"}, "rules[0].name: must be a non-empty name, got NoneType None"),
 ])
 def test_bad_rules_are_refused_naming_rule_and_field(tmp_path, rule, message):
     import yaml

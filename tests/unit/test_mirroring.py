@@ -124,14 +124,14 @@ def test_mirror_flows_are_signature_entries(setup):
 
 
 @pytest.mark.parametrize("body,needle", [
-    ({"container": "h1"}, "field 'tenant' is required"),
-    (registration() | {"dpid": "one"}, "field 'dpid' must be an integer"),
-    (registration() | {"colour": 1}, "unknown field 'colour'"),
-    (registration(sample=2), "field 'sample' must be a number in (0, 1]"),
-    (registration(protocols=["smtp"]), "unknown protocol 'smtp'"),
-    (registration(cidrs=["10.0.0.0/99"]), "invalid CIDR"),
-    (registration(ports=[70000]), "field 'ports'"),
-    ([1, 2], "must be a JSON object"),
+    ({"container": "h1"}, "mirror.tenant: is required"),
+    (registration() | {"dpid": "one"}, "mirror.dpid: must be an integer, got str 'one'"),
+    (registration() | {"colour": 1}, "mirror: unknown key 'colour'"),
+    (registration(sample=2), "mirror.policy.sample: must be between 0.001 and 1.0, got 2"),
+    (registration(protocols=["smtp"]), "mirror.policy.protocols[0]: must be one of arp"),
+    (registration(cidrs=["10.0.0.0/99"]), "mirror.policy.cidrs[0]: must be a CIDR prefix"),
+    (registration(ports=[70000]), "mirror.policy.ports[0]: must be between 1 and 65535, got 70000"),
+    ([1, 2], "mirror: must be a mapping, got list"),
 ])
 def test_bad_registrations_name_the_field(body, needle):
     with pytest.raises(MirrorError) as exc:
@@ -148,14 +148,15 @@ def test_port_conflict_refused(setup):
 
 @pytest.mark.parametrize("change,needle", [
     ({"dpid": 99}, "switch 99 is not connected"),
-    ({"dpid": 2**64}, "64-bit datapath id"),
+    ({"dpid": 2**64}, "mirror.dpid: must be between 0 and 18446744073709551615"),
     ({"container_port": 7}, "has no port 7"),
-    ({"mirror_port": 2**32 + 1}, "port number from 1 to"),  # wrapped to port 1 on the wire
-    ({"container_port": 0}, "port number from 1 to"),
+    # 2**32 + 1 wrapped to port 1 on the wire
+    ({"mirror_port": 2**32 + 1}, "mirror.mirror_port: must be between 1 and 4294967040"),
+    ({"container_port": 0}, "mirror.container_port: must be between 1"),
     ({"mirror_port": 2}, "links to another switch"),  # the ring's inter-switch port
     ({"mirror_port": 1}, "must differ"),
-    ({"policy": ["arp"]}, "'policy' must be a JSON object"),
-    ({"container": "x" * 200}, "longer than 128"),
+    ({"policy": ["arp"]}, "mirror.policy: must be a mapping"),
+    ({"container": "x" * 200}, "mirror.container: must be at most 128 characters"),
 ])
 def test_registration_must_name_the_live_network(setup, change, needle):
     core, _ = setup

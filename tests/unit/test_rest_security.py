@@ -158,9 +158,9 @@ SHA = "a" * 64
      f" - {{name: b, role: viewer, sha256: {SHA}}}\n", "listed twice"),
     (f"tokens:\n - {{name: a, role: admin, sha256: {SHA}}}\n"
      f" - {{name: a, role: viewer, sha256: {'b' * 64}}}\n", "used twice"),
-    (f"tokens:\n - {{name: a, role: root, sha256: {SHA}}}\n", "'role' must be one of"),
+    (f"tokens:\n - {{name: a, role: root, sha256: {SHA}}}\n", ".role: must be one of"),
     ("tokens:\n - {name: a, role: admin, sha256: secret}\n", "64 hex digits"),
-    ("tokens: {s3cret: {admin: true}}\n", "expected 'tokens:'"),
+    ("tokens: {s3cret: {admin: true}}\n", "tokens: must be a list, got dict"),
     (b"\x89PNG\r\n\x1a\n\x00\x00", "not a text file"),
     ("a: " + "[" * 2000 + "]" * 2000, "nested too deeply"),
     ('a: &a ["x","x","x","x","x","x","x","x","x"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n'
@@ -171,6 +171,7 @@ def test_bad_token_files_get_one_line_errors(tmp_path, text, needle):
         load_tokens(_write(tmp_path, text))
     assert needle in str(exc.value) and "\n" not in str(exc.value)
     assert len(str(exc.value)) < 400
+    assert "s3cret" not in str(exc.value) and "secret" not in str(exc.value)  # never echoed
 
 
 def test_the_test_tokens_cover_every_role():

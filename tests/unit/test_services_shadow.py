@@ -110,7 +110,7 @@ def test_expiry_after_end_and_cookies():
 
 
 def test_weights_validation():
-    with pytest.raises(ServiceError, match="shadow.weights.capacity: must be a number >= 0"):
+    with pytest.raises(ServiceError, match="shadow.weights.capacity: must be >= 0"):
         ShadowWeights(capacity=-1)
     with pytest.raises(ServiceError, match="at least one weight"):
         ShadowWeights(0, 0, 0, 0)
