@@ -117,7 +117,7 @@ class Mirror:
             raise MirrorError("mirror.mirror_port: must differ from container_port")
         mac = check.mac(data["mac"], "mirror.mac", unicast=True)
         ips = check.items(data.get("ips") or [], "mirror.ips", 64)
-        ips = [check.ipv4(ip, f"mirror.ips[{i}]") for i, ip in enumerate(ips)]
+        ips = [check.ip(ip, f"mirror.ips[{i}]") for i, ip in enumerate(ips)]
         policy = (MirrorPolicy.from_dict(data["policy"], "mirror.policy")
                   if data.get("policy") is not None else default_policy)
         return cls(

@@ -167,6 +167,15 @@ class Checks:
             raise self.error(f"{where}: must be a unicast address, got {self._got(value)}")
         return str(addr)
 
+    def ip(self, value: object, where: str) -> str:
+        """An IPv4 or IPv6 address, in its canonical form."""
+        if isinstance(value, str):
+            try:
+                return str(ipaddress.ip_address(value))
+            except ValueError:
+                pass
+        raise self.fail(where, "must be an IP address", value)
+
     def cidr(self, value: object, where: str) -> str:
         if isinstance(value, str):
             try:

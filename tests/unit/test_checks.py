@@ -59,6 +59,7 @@ def test_strings_match_whole_patterns_and_choices_ignore_case():
 
 def test_network_values():
     assert CHECK.ipv4("10.0.0.1", "ip") == "10.0.0.1"
+    assert CHECK.ip("fd00::0001", "ip") == "fd00::1"
     assert CHECK.cidr("10.0.0.7/24", "c") == "10.0.0.0/24"
     assert CHECK.mac("AA:00:00:00:00:01", "m") == "aa:00:00:00:00:01"
     for call, message in [
