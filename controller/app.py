@@ -25,7 +25,8 @@ from os_ken.ofproto import ofproto_v1_3
 from os_ken.topology import event as topo_event
 
 from controller import config as config_mod
-from controller import ofmsgs
+from controller import config_reload, ofmsgs
+from controller.config_reload import ConfigDiff
 from controller.core import LLDP_UNANSWERED_MIN, ControllerCore
 from controller.forwarding import ForwardingSettings
 from controller.mirroring import MirrorPolicy
@@ -85,6 +86,7 @@ class ShadownetApp(app_manager.OSKenApp):
         if cfg["switch_drain"]["critical"]:
             self._workers.append(hub.spawn(self._switch_probe_loop))
         self._api = None
+        self._flask: Any = None
         port = cfg["controller"]["wsapi_port"]
         if port:
             from controller.api_server import ApiServer
@@ -94,8 +96,30 @@ class ShadownetApp(app_manager.OSKenApp):
 
             host = cfg["controller"]["wsapi_host"]
             security = RestSecurity.from_config(cfg["rest"], host)
-            self._api = ApiServer(create_app(ControllerAPI(self.core), security), host, port)
+            self._flask = create_app(ControllerAPI(self.core), security)
+            self._api = ApiServer(self._flask, host, port)
             self._api.start()
+
+    # --- reload ---------------------------------------------------------------
+    def reload(self, new_cfg: dict[str, Any]) -> ConfigDiff:
+        """Apply a validated config as a diff (SIGHUP; see :mod:`controller.config_reload`).
+
+        The REST tokens are read again even when the config names the same file,
+        so adding a token needs no restart.
+        """
+        change = config_reload.diff(self.cfg, new_cfg)
+        cfg = change.config
+        if self._flask is not None:
+            # Always: the tokens file may have changed under the same name.
+            from webui import guard
+
+            guard.replace(self._flask, guard.RestSecurity.from_config(
+                cfg["rest"], cfg["controller"]["wsapi_host"]))
+        logging.getLogger().setLevel(cfg["controller"]["log_level"])
+        self.send(self.core.reconfigure(change))
+        self.cfg = cfg  # the loops read their intervals from here on each round
+        LOG.warning("config reloaded: %s", change.summary())
+        return change
 
     # --- sending --------------------------------------------------------------
     def send(self, msgs: list[OutMsg]) -> None:
@@ -298,8 +322,7 @@ class ShadownetApp(app_manager.OSKenApp):
         return self._running
 
     def _reconcile_loop(self) -> None:
-        interval = self.cfg["reconcile"]["interval"]
-        while self._sleep(interval):
+        while self._sleep(interval := self.cfg["reconcile"]["interval"]):
             now = time.time()
             for dp in list(self.datapaths.values()):
                 # A reply that never came (switch gone mid-request) must not block the next.
@@ -315,8 +338,7 @@ class ShadownetApp(app_manager.OSKenApp):
         from controller.services.health import probe_metrics
         from controller.services.probes import probe_round, run_off_hub
 
-        probes = self.cfg["node_probes"]
-        while self._sleep(probes["interval"]):
+        while self._sleep((probes := self.cfg["node_probes"])["interval"]):
             services = self.core.service_nodes()
             if not services:
                 continue
@@ -345,8 +367,7 @@ class ShadownetApp(app_manager.OSKenApp):
 
     def _switch_probe_loop(self) -> None:
         """Critical switches: probe their links, score them, drain before they fail."""
-        interval = self.cfg["switch_drain"]["probe_interval"]
-        while self._sleep(interval):
+        while self._sleep(self.cfg["switch_drain"]["probe_interval"]):
             self.send(self.core.switch_tick())
 
     def _loop_lag_loop(self, step: float = 0.1) -> None:
@@ -364,8 +385,7 @@ class ShadownetApp(app_manager.OSKenApp):
                 LOG.warning("event loop held up %.1fs (links time out after 10s)", lag)
 
     def _flush_loop(self) -> None:
-        interval = self.cfg["reconcile"]["flush_interval"]
-        while self._sleep(interval):
+        while self._sleep(self.cfg["reconcile"]["flush_interval"]):
             try:
                 self.core.flush()
                 self.core.refresh_gauges()

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from controller import mirroring, ofmsgs, shunt_flows
+from controller.config_reload import ConfigDiff
 from controller.forwarding import Forwarder, ForwardingSettings
 from controller.frames import decode
 from controller.host_table import HostTable
@@ -320,11 +321,33 @@ class ControllerCore:
         """Declare a service from an unchecked mapping (raises ServiceError on bad input)."""
         with self.lock:
             svc = Service.from_dict(data, "service")
-            self.services.services.add(svc)
-            msgs = [m for dpid in self.connected
-                    for m in self.services.switch_connected(dpid)]
-            self.send(self._counted(msgs))
+            self.send(self._counted(self.services.declare(svc, self.connected)))
             return svc.as_dict()
+
+    def reconfigure(self, change: ConfigDiff) -> list[OutMsg]:
+        """Apply a reload's diff (see :mod:`controller.config_reload`); flows that the
+        change does not concern stay as they are. Returns the messages to send."""
+        cfg = change.config
+        with self.lock:
+            fwd = cfg["forwarding"]
+            self.forwarder.settings = replace(self.forwarder.settings,
+                                              idle_timeout=fwd["idle_timeout"],
+                                              hard_timeout=fwd["hard_timeout"])
+            self.history_seconds = cfg["reconcile"]["history_seconds"]
+            drain = replace(DrainSettings.from_config(cfg["switch_drain"]),
+                            predictive=self.switch_drain.settings.predictive)
+            self.switch_drain.settings = self.switch_drain.failover.settings = drain
+            # Mirrors registered from now on get the new default policy; registered
+            # ones keep the rules they were installed with until they register again.
+            self.mirror_policy = MirrorPolicy.from_dict(cfg["mirroring"], "mirroring")
+            msgs: list[OutMsg] = []
+            declared = {s["name"]: s for s in cfg.get("services", [])}
+            for name in change.services_withdrawn:
+                msgs += self.services.withdraw(name, self.connected)
+            for name in change.services_added + change.services_replaced:
+                svc = Service.from_dict(declared[name], f"services ({name})")
+                msgs += self.services.declare(svc, self.connected)
+            return self._counted(msgs)
 
     def service_shadow(self, name: str) -> list[dict[str, Any]]:
         with self.lock:

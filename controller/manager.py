@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from controller import config as config_mod
@@ -91,36 +91,69 @@ def check_port_free(host: str, port: int, what: str) -> None:
             raise LaunchError(f"cannot listen for {what} on {host}:{port}: {reason}") from None
 
 
-def preflight(argv: Sequence[str] | None) -> tuple[list[str], dict[str, dict[str, Any]]]:
-    args = build_parser().parse_args(argv)
+def read_config(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """:func:`resolve_config` with the defaults the launcher fills in (the database)."""
     cfg = resolve_config(args)
+    cfg["controller"]["db_url"] = cfg["controller"]["db_url"] or default_db_url()
+    return cfg
+
+
+def preflight(argv: Sequence[str] | None
+              ) -> tuple[list[str], dict[str, dict[str, Any]], argparse.Namespace]:
+    args = build_parser().parse_args(argv)
+    cfg = read_config(args)
     apps = args.apps or DEFAULT_APPS
     check_apps(apps)
     ctl = cfg["controller"]
     check_port_free(ctl["ofp_listen_host"], ctl["ofp_tcp_listen_port"], "OpenFlow")
     if ctl["wsapi_port"]:
         check_port_free(ctl["wsapi_host"], ctl["wsapi_port"], "REST API")
-    ctl["db_url"] = ctl["db_url"] or default_db_url()
     StateStore(ctl["db_url"]).close()
-    return apps, cfg
+    return apps, cfg, args
 
 
-class _StopFlag:
-    """Set from a signal handler, polled by the main loop.
+class _Signals:
+    """Set from signal handlers, polled by the main loop.
 
     Raising from the handler does not work under eventlet: the exception lands
     in whichever green thread runs, not in the one waiting on the apps.
+    SIGTERM and SIGINT stop; SIGHUP asks for a config reload.
     """
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.reload = False
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._set)
+        signal.signal(signal.SIGHUP, self._hup)
 
     def _set(self, signum: int, _frame: Any) -> None:
         self.signum = signum
+
+    def _hup(self, _signum: int, _frame: Any) -> None:
+        self.reload = True
+
+
+def reload_apps(apps: Sequence[Any], read: Callable[[], dict[str, dict[str, Any]]],
+                log: logging.Logger) -> bool:
+    """Read the config again and hand it to every app that can reload; False when the
+    new file is bad (then nothing changes and the running config stays)."""
+    try:
+        cfg = read()
+    except (config_mod.ConfigError, LaunchError) as exc:
+        log.error("config reload refused, keeping the running config: %s", exc)
+        return False
+    for app in apps:
+        reload = getattr(app, "reload", None)
+        if reload is not None:
+            try:
+                reload(cfg)
+            except Exception:  # noqa: BLE001 - a failed reload must not stop the controller
+                log.exception("config reload failed in %s", type(app).__name__)
+                return False
+    return True
 
 
 def patch_hub(kind: str) -> None:
@@ -150,7 +183,9 @@ def tune_link_discovery(switches_cls: Any) -> None:
     switches_cls.LLDP_SEND_GUARD = LLDP_SEND_GUARD
 
 
-def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
+def run(apps: list[str], cfg: dict[str, dict[str, Any]],
+        read: Callable[[], dict[str, dict[str, Any]]] | None = None) -> int:
+    """Run the apps until a stop signal; ``read`` gives a fresh config on SIGHUP."""
     ctl = cfg["controller"]
     import warnings
 
@@ -183,7 +218,7 @@ def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
     log.info("shadownet-manager: apps=%s openflow=%s:%s rest=%s:%s db=%s hub=%s",
              ",".join(apps), ctl["ofp_listen_host"], ctl["ofp_tcp_listen_port"],
              ctl["wsapi_host"], ctl["wsapi_port"], ctl["db_url"], ctl["hub"])
-    stop = _StopFlag()
+    stop = _Signals()
     stop.install()
     manager = app_manager.AppManager.get_instance()
     manager.load_apps(apps)
@@ -191,6 +226,11 @@ def run(apps: list[str], cfg: dict[str, dict[str, Any]]) -> int:
     try:
         while stop.signum is None and any(not _finished(t) for t in services):
             hub.sleep(0.2)
+            if stop.reload:
+                stop.reload = False
+                log.info("shadownet-manager: SIGHUP received, reloading the config")
+                if read is not None:
+                    reload_apps(list(manager.applications.values()), read, log)
     finally:
         _shutdown(manager, log)
     if stop.signum is not None:
@@ -236,7 +276,7 @@ def _finished(thread: Any) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        apps, cfg = preflight(argv)
+        apps, cfg, args = preflight(argv)
     except (LaunchError, config_mod.ConfigError, StoreError) as exc:
         print(f"shadownet-manager: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -245,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        code = run(apps, cfg)
+        code = run(apps, cfg, lambda: read_config(args))
     except ImportError as exc:
         print(f"shadownet-manager: error: cannot load app: {exc}", file=sys.stderr)
         code = EXIT_USAGE

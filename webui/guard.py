@@ -72,11 +72,11 @@ def public(view: F) -> F:
 
 def install(app: Flask, security: RestSecurity) -> None:
     """Check every request of ``app`` against ``security`` (see the module docstring)."""
-    app.config["MAX_CONTENT_LENGTH"] = security.max_body_bytes
-    app.extensions["shadownet_security"] = security
+    replace(app, security)
 
     @app.before_request
     def _gate() -> None:
+        security: RestSecurity = current_app.extensions["shadownet_security"]
         host = host_name(request.headers.get("Host", ""))
         if host not in security.allowed_hosts:
             abort(400, description=f"Host {host!r} is not served here; add it to "
@@ -104,6 +104,12 @@ def install(app: Flask, security: RestSecurity) -> None:
         if who.role not in roles:
             abort(403, description=f"role {who.role!r} ({who.name}) may not "
                                    f"{request.method} {request.path}")
+
+
+def replace(app: Flask, security: RestSecurity) -> None:
+    """Put new tokens and limits in force (a config reload); the next request sees them."""
+    app.config["MAX_CONTENT_LENGTH"] = security.max_body_bytes
+    app.extensions["shadownet_security"] = security
 
 
 def host_name(header: str) -> str:

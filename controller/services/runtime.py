@@ -28,7 +28,7 @@ from controller.ofmsgs import OutMsg
 from controller.pipeline import STEER_TABLE
 from controller.services.health import HealthMonitor, NodeHealth
 from controller.services.redirection import Plan, RedirectionEngine
-from controller.services.service import Node, ServiceTable
+from controller.services.service import Node, Service, ServiceTable
 from controller.services.shadow_table import FlowKey, ShadowEntry, ShadowTable, ShadowWeights
 from controller.services.steering import (
     REPLY,
@@ -77,6 +77,24 @@ class ServiceRuntime:
     def switch_connected(self, dpid: int) -> list[OutMsg]:
         """Every edge switch sends VIP traffic and ARP for VIPs to the controller."""
         return [m for svc in self.services for m in vip_punts(svc, dpid)]
+
+    def declare(self, svc: Service, connected: Iterable[int]) -> list[OutMsg]:
+        """Declare or replace a service (same clients, same nodes: its flows stay)."""
+        self.services.add(svc)
+        return [m for dpid in connected for m in vip_punts(svc, dpid)]
+
+    def withdraw(self, name: str, connected: Iterable[int]) -> list[OutMsg]:
+        """Take a service away: its client flows end and its VIP is no longer answered."""
+        svc = self.services.get(name)
+        if svc is None:
+            return []
+        now = self.clock()
+        msgs: list[OutMsg] = []
+        for entry in self.shadow.entries(name, True):
+            msgs += self.steering.unpin(entry.key, now, "service_withdrawn")
+        msgs += [m for dpid in connected for m in vip_punts(svc, dpid, delete=True)]
+        self.services.remove(name)
+        return msgs
 
     def packet_in(self, dpid: int, in_port: int, data: bytes, frame: Frame | None = None
                   ) -> list[OutMsg] | None:

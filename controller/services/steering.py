@@ -113,8 +113,9 @@ def steering_flow_mod(entry: FlowSignature, actions: list[Any]) -> parser.OFPFlo
         match=parser.OFPMatch(**entry.match), instructions=instructions)
 
 
-def vip_punts(svc: Service, dpid: int) -> list[OutMsg]:
-    """Send new flows to the VIP, and ARP for it, to the controller (whole packets)."""
+def vip_punts(svc: Service, dpid: int, delete: bool = False) -> list[OutMsg]:
+    """Send new flows to the VIP, and ARP for it, to the controller (whole packets);
+    ``delete``: take those rules away again (the service was withdrawn)."""
     to_controller = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, [
         parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)])]
     matches = [
@@ -122,6 +123,11 @@ def vip_punts(svc: Service, dpid: int) -> list[OutMsg]:
          f"{_l4(svc)}_dst": svc.port},
         {"eth_type": ether.ETH_TYPE_ARP, "arp_tpa": svc.vip},
     ]
+    if delete:
+        return [(dpid, parser.OFPFlowMod(None, table_id=STEER_TABLE, priority=PUNT_PRIORITY,
+                                         command=ofp.OFPFC_DELETE_STRICT, out_port=ofp.OFPP_ANY,
+                                         out_group=ofp.OFPG_ANY, match=parser.OFPMatch(**m)))
+                for m in matches]
     return [(dpid, parser.OFPFlowMod(None, table_id=STEER_TABLE, priority=PUNT_PRIORITY,
                                      match=parser.OFPMatch(**m), instructions=to_controller))
             for m in matches]
@@ -199,14 +205,13 @@ class Steering:
 
     def unpin(self, key: FlowKey, now: float, reason: str = "ended") -> list[OutMsg]:
         """Remove a flow's rules (it ended, or its service went away)."""
-        flow = self._clients.pop(key, None)
+        self._clients.pop(key, None)
         msgs = []
         for cookie in self._cookies(key):
             st = self.table.by_cookie(cookie)
             if st is not None and st.active:
                 self.table.mark_removed(st, reason, now)
-                if flow is not None:
-                    msgs.append((flow.dpid, ofmsgs.flow_delete_cookie(cookie)))
+                msgs.append((st.dpid, ofmsgs.flow_delete_cookie(cookie)))
             self._forget(cookie)
         self.shadow.end(key, now, reason)
         return msgs

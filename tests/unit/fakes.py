@@ -81,6 +81,10 @@ class FakeSwitch:
             elif msg.command == ofp.OFPFC_DELETE:
                 mask = msg.cookie_mask
                 self.flows = [f for f in self.flows if (f.cookie & mask) != (msg.cookie & mask)]
+            elif msg.command == ofp.OFPFC_DELETE_STRICT:  # exactly this table, priority, match
+                self.flows = [f for f in self.flows
+                              if (f.table_id, f.priority, f.match) != (msg.table_id,
+                                                                      msg.priority, match)]
         elif isinstance(msg, parser.OFPGroupMod):
             if msg.command == ofp.OFPGC_DELETE:
                 self.groups.pop(msg.group_id, None)
