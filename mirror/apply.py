@@ -41,10 +41,10 @@ IPS_SEEN_REPLY, IPS_ASSURED, IPS_CONFIRMED = 1 << 1, 1 << 2, 1 << 3
 TCP_STATE_NUM = {"NONE": 0, "SYN_SENT": 1, "SYN_RECV": 2, "ESTABLISHED": 3, "FIN_WAIT": 4,
                  "CLOSE_WAIT": 5, "LAST_ACK": 6, "TIME_WAIT": 7, "CLOSE": 8}
 
-Runner = Callable[[list[str]], subprocess.CompletedProcess]
+Runner = Callable[[list[str]], subprocess.CompletedProcess[str]]
 
 
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
 
 
@@ -310,6 +310,6 @@ def _conn_key(c: dict[str, Any]) -> str:
     return f"{c['proto']} {ep(c['orig_ip'], c['orig_port'])} > {ep(c['resp_ip'], c['resp_port'])}"
 
 
-def _last_line(res: subprocess.CompletedProcess) -> str:
+def _last_line(res: subprocess.CompletedProcess[str]) -> str:
     text = (res.stderr or res.stdout or "").strip().splitlines()
     return text[-1] if text else f"exit status {res.returncode}"

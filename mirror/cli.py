@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``mirror`` command group to the ``shadownet`` parser."""
     p = subparsers.add_parser("mirror", help="mirror namespaces: offline replay, rule checks")
     sub = p.add_subparsers(dest="mirror_command", metavar="SUBCOMMAND", required=True)

@@ -180,7 +180,7 @@ class OvsdbWatcher:
 
     def __init__(self, on_change: Callable[[], None]) -> None:
         self.on_change = on_change
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[str] | None = None
 
     def start(self) -> bool:
         """False when ovsdb-client cannot be run (the agent then polls)."""

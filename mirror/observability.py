@@ -11,9 +11,11 @@ says only that the agent is up.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.exceptions import HTTPException
@@ -63,19 +65,19 @@ def _float_arg(name: str) -> float | None:
 
 
 @api.get("/api/containers")
-def containers():
+def containers() -> ResponseReturnValue:
     visible = [m.summary() for m in list(_agent().mirrors.values())
                if g.principal.may_read(m.record.tenant)]
     return jsonify(sorted(visible, key=lambda m: m["container"]))
 
 
 @api.get("/api/containers/<container>")
-def container_summary(container: str):
+def container_summary(container: str) -> ResponseReturnValue:
     return jsonify(_mirror(container).summary())
 
 
 @api.get("/api/containers/<container>/state")
-def state(container: str):
+def state(container: str) -> ResponseReturnValue:
     snap = _mirror(container).snapshot()
     kind = request.args.get("kind")
     if kind is not None:
@@ -86,7 +88,7 @@ def state(container: str):
 
 
 @api.get("/api/containers/<container>/history")
-def history(container: str):
+def history(container: str) -> ResponseReturnValue:
     mirrored = _mirror(container)
     kind = request.args.get("kind")
     if kind is not None and kind not in ("arp", "route", "connection", "dns"):
@@ -101,7 +103,7 @@ def history(container: str):
 
 
 @api.get("/api/containers/<container>/pcap")
-def pcap(container: str):
+def pcap(container: str) -> ResponseReturnValue:
     mirrored = _mirror(container)
     start, end = _float_arg("start"), _float_arg("end")
     if start is not None and end is not None and end < start:
@@ -112,7 +114,7 @@ def pcap(container: str):
 
 
 @api.get("/api/containers/<container>/alerts")
-def container_alerts(container: str):
+def container_alerts(container: str) -> ResponseReturnValue:
     mirrored = _mirror(container)
     _agent().store.flush()
     record = mirrored.record
@@ -121,7 +123,7 @@ def container_alerts(container: str):
 
 
 @api.get("/api/alerts")
-def alerts():
+def alerts() -> ResponseReturnValue:
     agent = _agent()
     agent.store.flush()
     tenant = None if g.principal.admin else g.principal.tenant
@@ -135,7 +137,7 @@ class _MirrorCollector:
         self.agent = agent
         self.principal = principal  # who scrapes: only their tenants' mirrors are shown
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         labels = ["container", "tenant"]
         fams = {
             "packets": GaugeMetricFamily("shadownet_mirror_packets", "Frames mirrored",
@@ -174,21 +176,21 @@ def create_app(agent: Any) -> Flask:
     app.register_blueprint(api)
 
     @app.get("/metrics")
-    def metrics():
+    def metrics() -> ResponseReturnValue:
         registry = CollectorRegistry()
         registry.register(_MirrorCollector(agent, _principal()))
         return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
 
     @app.get("/health")
-    def health():
+    def health() -> ResponseReturnValue:
         return jsonify(status="ok")
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code
+    def _http_error(exc: HTTPException) -> ResponseReturnValue:
+        return jsonify(error=exc.name, message=exc.description, status=exc.code), exc.code or 500
 
     @app.errorhandler(Exception)
-    def _unexpected(exc: Exception):
+    def _unexpected(exc: Exception) -> ResponseReturnValue:
         app.logger.exception("agent API failed")
         return jsonify(error="Internal Server Error", message=type(exc).__name__, status=500), 500
 

@@ -477,7 +477,7 @@ def inet_checksum(data: bytes) -> int:
     s = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while s >> 16:
         s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+    return int(~s & 0xFFFF)
 
 
 def build_eth(dst: str, src: str, ethertype: int, payload: bytes, vlan: int | None = None) -> bytes:

@@ -96,7 +96,7 @@ class Rule:
 
 
 # An instance condition: key -> (value, message, extra labels).
-Conditions = dict[tuple, tuple[float, str, dict[str, str]]]
+Conditions = dict[tuple[Any, ...], tuple[float, str, dict[str, str]]]
 
 
 def _rate_rule(num: str, den: str, min_field: str, what: str) -> Callable[..., Conditions]:
@@ -177,7 +177,7 @@ class RuleSet:
 
     def __init__(self, rules: list[Rule]) -> None:
         self.rules = rules
-        self.active: dict[tuple, Alert] = {}
+        self.active: dict[tuple[Any, ...], Alert] = {}
 
     def evaluate(self, state: Any, stats: Any, now: float) -> list[Alert]:
         """Alerts that started firing or resolved since the last call (each only once).

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mirror.packets import ip_str
-from mirror.tcp_state import BUSY_PACKETS, Flow
+from mirror.tcp_state import BUSY_PACKETS, Flow, FlowTuple
 
 TCP = 6
 # A connection's rate is trusted after this long, or sooner once it has carried
@@ -126,10 +126,10 @@ class Shunter:
 
     def __init__(self, policy: ShuntPolicy) -> None:
         self.policy = policy
-        self._seen: dict[tuple, tuple[Flow, int, float]] = {}  # table key -> (flow, pkts, ts)
+        self._seen: dict[FlowTuple, tuple[Flow, int, float]] = {}  # table key -> (flow, pkts, ts)
         self._pending: dict[ShuntKey, Flow] = {}
         self._shunted: dict[ShuntKey, Flow] = {}
-        self._by_table: dict[tuple, ShuntKey] = {}  # shunted only
+        self._by_table: dict[FlowTuple, ShuntKey] = {}  # shunted only
         self._last: dict[ShuntKey, dict[str, tuple[int, int]]] = {}  # last row folded
         # Unshunted keys whose final counters (from the rules' removal) are still to come.
         self._closing: dict[ShuntKey, tuple[Flow, dict[str, tuple[int, int]]]] = {}
@@ -140,7 +140,8 @@ class Shunter:
 
     # -- planning -----------------------------------------------------------------------------
 
-    def plan(self, flows: dict[tuple, Flow], now: float) -> tuple[list[ShuntKey], list[ShuntKey]]:
+    def plan(self, flows: dict[FlowTuple, Flow], now: float
+             ) -> tuple[list[ShuntKey], list[ShuntKey]]:
         """``(to_add, to_remove)``; to_add become pending, to_remove are dropped at once."""
         to_remove: list[ShuntKey] = []
         for table in (self._shunted, self._pending):
@@ -150,7 +151,7 @@ class Shunter:
                     self._drop(key)
         busy = set(self._pending.values()) | set(self._shunted.values())
         to_add: list[ShuntKey] = []
-        seen: dict[tuple, tuple[Flow, int, float]] = {}
+        seen: dict[FlowTuple, tuple[Flow, int, float]] = {}
         for fk, flow in flows.items():
             if flow.proto != TCP:
                 continue
@@ -216,12 +217,12 @@ class Shunter:
     def shunted(self) -> list[ShuntKey]:
         return list(self._shunted)
 
-    def is_shunted(self, flow_key: tuple) -> bool:
+    def is_shunted(self, flow_key: FlowTuple) -> bool:
         return flow_key in self._by_table
 
     # -- counters -----------------------------------------------------------------------------
 
-    def fold(self, flows: dict[tuple, Flow], counters: list[dict], now: float) -> int:
+    def fold(self, flows: dict[FlowTuple, Flow], counters: list[dict[str, Any]], now: float) -> int:
         """Add what the switch counted since the last fold to the flows; returns packets.
 
         Rows are cumulative since install.  A direction whose counters went backwards
@@ -244,7 +245,7 @@ class Shunter:
         """Unshunted keys still owed their final counters (see ``fold_final``)."""
         return list(self._closing)
 
-    def fold_final(self, key: ShuntKey, row: dict, now: float) -> int:
+    def fold_final(self, key: ShuntKey, row: dict[str, Any], now: float) -> int:
         """The rules' last counters, reported when they were removed: what the switch
         counted between the last fold and the unshunt.  Forgets ``key`` afterwards."""
         entry = self._closing.pop(key, None)

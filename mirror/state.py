@@ -114,7 +114,8 @@ class NamespaceState:
 
     # -- change plumbing ----------------------------------------------------------------------
 
-    def _emit(self, ts: float, kind: str, action: str, key: str, value: dict | None) -> None:
+    def _emit(self, ts: float, kind: str, action: str, key: str,
+              value: dict[str, Any] | None) -> None:
         if self.on_change is not None:
             self.on_change(StateChange(ts, kind, action, key, value))
 

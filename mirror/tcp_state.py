@@ -26,6 +26,9 @@ from typing import Any
 
 from mirror.packets import ip_str
 
+# A connection's table key: protocol and both endpoints, normalised (see ConnTable).
+FlowTuple = tuple[Any, ...]
+
 M32 = 0xFFFFFFFF
 HALF = 0x80000000
 
@@ -91,7 +94,7 @@ class Flow:
                  "resp_port", "orig", "resp", "first_seen", "last_seen", "state", "partial",
                  "flipped", "history", "icmp_type", "icmp_code", "established")
 
-    def __init__(self, proto: int, key: tuple, local_is_orig: bool, lip: str, lport: int,
+    def __init__(self, proto: int, key: FlowTuple, local_is_orig: bool, lip: str, lport: int,
                  rip: str, rport: int, ts: float) -> None:
         self.proto = proto
         self.key = key
@@ -198,7 +201,7 @@ class ConnectionTable:
     """
 
     def __init__(self, on_change: ChangeHook | None = None) -> None:
-        self.flows: dict[tuple, Flow] = {}
+        self.flows: dict[FlowTuple, Flow] = {}
         self.on_change = on_change
         self.on_busy: Callable[[Flow], None] | None = None
         self.data_packets = 0
@@ -211,7 +214,7 @@ class ConnectionTable:
 
     # -- TCP ----------------------------------------------------------------------------------
 
-    def tcp(self, key: tuple, from_local: bool, flags: int, seq: int, ack: int, plen: int,
+    def tcp(self, key: FlowTuple, from_local: bool, flags: int, seq: int, ack: int, plen: int,
             wlen: int, ts: float) -> Flow:
         """Account one TCP segment.  ``key`` is ``(6, local ip, local port, remote ip,
         remote port)`` with raw (packed) addresses; ``from_local`` says the container sent
@@ -319,7 +322,7 @@ class ConnectionTable:
                 self.on_change("update", f, ts)
         return f
 
-    def _new_tcp(self, key: tuple, from_local: bool, flags: int, ts: float) -> Flow:
+    def _new_tcp(self, key: FlowTuple, from_local: bool, flags: int, ts: float) -> Flow:
         _, lip, lport, rip, rport = key
         if flags & SYN:
             sender_is_orig = not flags & ACK
@@ -372,7 +375,7 @@ class ConnectionTable:
 
     # -- UDP / ICMP ---------------------------------------------------------------------------
 
-    def datagram(self, proto: int, key: tuple, from_local: bool, wlen: int, plen: int,
+    def datagram(self, proto: int, key: FlowTuple, from_local: bool, wlen: int, plen: int,
                  ts: float, icmp_type: int = -1, icmp_code: int = -1) -> Flow:
         """Account one UDP datagram or ICMP message: packets/bytes and UNREPLIED/REPLIED.
         ``key`` is shaped like :meth:`tcp`'s; ICMP echo uses the identifier as both ports."""
