@@ -219,26 +219,25 @@ def _check_together(config: dict[str, Any], source: str) -> None:
     """Rules that span two keys of a section."""
     ctl = config["controller"]
     if bool(ctl["ofp_tls_key"]) != bool(ctl["ofp_tls_cert"]):
-        raise ConfigError(f"{source}: keys 'controller.ofp_tls_key' and "
-                          "'controller.ofp_tls_cert' go together (set both, or neither)")
+        raise ConfigError(f"{source}: controller.ofp_tls_key: goes with "
+                          "controller.ofp_tls_cert (set both, or neither)")
     if ctl["ofp_tls_ca_certs"] and not ctl["ofp_tls_key"]:
-        raise ConfigError(f"{source}: key 'controller.ofp_tls_ca_certs' needs "
-                          "'controller.ofp_tls_key' and 'controller.ofp_tls_cert'")
+        raise ConfigError(f"{source}: controller.ofp_tls_ca_certs: needs "
+                          "controller.ofp_tls_key and controller.ofp_tls_cert")
     for key in ("ofp_tls_key", "ofp_tls_cert", "ofp_tls_ca_certs"):
         if ctl[key] and not Path(ctl[key]).is_file():
-            raise ConfigError(f"{source}: key 'controller.{key}': no such file {ctl[key]!r}")
+            raise ConfigError(f"{source}: controller.{key}: no such file {ctl[key]!r}")
     drain = config["switch_drain"]
     # Hysteresis: a switch must look clearly better to come back than it did to go.
     if drain["exit_health"] <= drain["enter_health"]:
         raise ConfigError(
-            f"{source}: key 'switch_drain.exit_health' must be above "
-            f"'switch_drain.enter_health' ({drain['exit_health']!r} <= "
-            f"{drain['enter_health']!r})"
+            f"{source}: switch_drain.exit_health: must be above switch_drain.enter_health "
+            f"({drain['exit_health']!r} <= {drain['enter_health']!r})"
         )
     if drain["exit_probability"] > drain["enter_probability"]:
         raise ConfigError(
-            f"{source}: key 'switch_drain.exit_probability' must not be above "
-            f"'switch_drain.enter_probability' ({drain['exit_probability']!r} > "
+            f"{source}: switch_drain.exit_probability: must not be above "
+            f"switch_drain.enter_probability ({drain['exit_probability']!r} > "
             f"{drain['enter_probability']!r})"
         )
 

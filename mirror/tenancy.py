@@ -18,11 +18,15 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from shadownet.checks import Checks, Invalid
 from shadownet.safe_yaml import SafeYamlError, load_yaml
 
 
-class TokenFileError(ValueError):
+class TokenFileError(Invalid):
     pass
+
+
+check = Checks(TokenFileError, show_values=False)  # a misplaced token must not be echoed
 
 
 @dataclass(frozen=True)
@@ -45,25 +49,26 @@ def load_tokens(path: str | Path) -> dict[str, Principal]:
 
 
 def parse_tokens(data: object, source: str = "tokens") -> dict[str, Principal]:
-    if not isinstance(data, dict) or not isinstance(data.get("tokens"), dict):
-        raise TokenFileError(f"{source}: expected a mapping 'tokens: {{TOKEN: {{tenant: NAME}}}}'")
+    """``tokens: {TOKEN: {tenant: NAME}}`` (TOKEN may be ``sha256:<digest>``)."""
+    doc = check.mapping(data, source)
+    check.keys(doc, source, ("tokens",), ("tokens",))
     out = {}
-    for token, spec in data["tokens"].items():
-        where = f"{source}: token {str(token)[:4]}…"
+    for token, item in check.mapping(doc["tokens"], f"{source}: tokens").items():
+        where = f"{source}: tokens[{str(token)[:4]}…]"
         if not isinstance(token, str) or len(token) < 8:
-            raise TokenFileError(f"{where}: tokens must be strings of at least 8 characters")
-        if not isinstance(spec, dict) or set(spec) - {"tenant", "admin", "name"}:
-            raise TokenFileError(f"{where}: fields are 'tenant', 'admin' and 'name'")
-        admin = spec.get("admin", False)
+            raise TokenFileError(f"{where}: a token must be a string of at least 8 characters")
+        spec = check.mapping(item, where)
+        check.keys(spec, where, ("tenant", "admin", "name"))
+        admin = check.boolean(spec.get("admin", False), f"{where}.admin")
         tenant = spec.get("tenant")
-        if not isinstance(admin, bool):
-            raise TokenFileError(f"{where}: field 'admin' must be true or false")
-        if not admin and not isinstance(tenant, str):
-            raise TokenFileError(f"{where}: field 'tenant' must be a string (or admin: true)")
+        if not admin or tenant is not None:
+            tenant = check.string(tenant, f"{where}.tenant", 128,
+                                  what="a tenant name (or admin: true)")
+        name = check.string(spec.get("name", tenant or "admin"), f"{where}.name", 128)
         key = _digest_key(token, where)
         if key in out:
             raise TokenFileError(f"{where}: the same token is listed twice")
-        out[key] = Principal(str(spec.get("name", tenant or "admin")), tenant, admin)
+        out[key] = Principal(name, tenant, admin)
     return out
 
 

@@ -102,7 +102,7 @@ def test_renamed_switch_keys_are_still_read_with_a_warning(tmp_path, caplog):
     ("switch_drain:\n  cooldown_seconds: -3\n",
      'switch_drain.cooldown_seconds: must be between 0 and 1000000, got -3'),
     ("switch_drain:\n  exit_probability: 0.95\n",
-     "key 'switch_drain.exit_probability' must not be above 'switch_drain.enter_probability'"),
+     "switch_drain.exit_probability: must not be above switch_drain.enter_probability"),
     ("switch_drain:\n  cool_down: 3\n  cooldown_seconds: 4\n",
      "keys 'switch_drain.cool_down' and 'switch_drain.cooldown_seconds' are the same key"),
     ("switch_shadowing: {}\nswitch_drain: {}\n",
@@ -110,7 +110,7 @@ def test_renamed_switch_keys_are_still_read_with_a_warning(tmp_path, caplog):
     ("prediction:\n  enabled: yes please\n",
      "prediction.enabled: must be true or false, got str 'yes please'"),
     ("switch_drain:\n  exit_health: 0.4\n",
-     "key 'switch_drain.exit_health' must be above 'switch_drain.enter_health'"),
+     "switch_drain.exit_health: must be above switch_drain.enter_health"),
     ("switch_drain:\n  critcal: [1]\n", "switch_drain: unknown key 'critcal'"),
     ("switch_drain: [1]\n", 'switch_drain: must be a mapping, got list [1]'),
 ])

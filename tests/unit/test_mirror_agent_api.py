@@ -108,10 +108,11 @@ def test_metrics_per_mirror(client):
 
 @pytest.mark.parametrize("data,needle", [
     ({"tokens": {"short": {"tenant": "a"}}}, "at least 8 characters"),
-    ({"tokens": {"long-enough-1": {"tenant": 5}}}, "field 'tenant' must be a string"),
-    ({"tokens": {"long-enough-1": {"admin": "yes"}}}, "field 'admin' must be true or false"),
-    ({"tokens": {"long-enough-1": {"colour": "x"}}}, "fields are"),
-    ({"nope": 1}, "expected a mapping"),
+    ({"tokens": {"long-enough-1": {"tenant": 5}}}, ".tenant: must be a tenant name"),
+    ({"tokens": {"long-enough-1": {"admin": "yes"}}}, ".admin: must be true or false"),
+    ({"tokens": {"long-enough-1": {"colour": "x"}}}, "unknown key 'colour'"),
+    ({"nope": 1}, "tokens.yaml: unknown key 'nope' (expected one of: tokens)"),
+    ({"tokens": ["abcdefgh"]}, "tokens.yaml: tokens: must be a mapping, got list"),
 ])
 def test_bad_token_files(data, needle):
     with pytest.raises(TokenFileError) as exc:

@@ -155,5 +155,5 @@ def test_cli_replay_with_rules_and_check_rules(tmp_path, capsys):
     assert "1 rule(s) OK" in capsys.readouterr().out
     rules.write_text("- name: rst-storm\n  type: rst_storm\n  threshold: lots\n")
     assert main(["mirror", "check-rules", str(rules)]) == 2
-    assert ("rules.yaml: rule 'rst-storm': field 'threshold' must be a number, got 'lots'"
+    assert ("rules.yaml: rules[0] (rst-storm).threshold: must be a number, got str 'lots'"
             in capsys.readouterr().err)

@@ -91,7 +91,7 @@ def test_openflow_port_speaks_tls_only_and_checks_switch_certificates(tmp_path):
 def test_tls_keys_must_come_in_pairs_and_exist(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"controller:\n  ofp_tls_key: {tmp_path}/k.pem\n")
-    with pytest.raises(config.ConfigError, match="go together"):
+    with pytest.raises(config.ConfigError, match="goes with controller.ofp_tls_cert"):
         config.load(cfg)
     cfg.write_text(f"controller:\n  ofp_tls_key: {tmp_path}/k.pem\n"
                    f"  ofp_tls_cert: {tmp_path}/c.pem\n")
