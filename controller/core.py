@@ -32,7 +32,7 @@ from controller.services.health import NodeHealth, node_engine
 from controller.services.runtime import ServiceRuntime
 from controller.services.service import Node, Service, services_from_config
 from controller.signature_table import ACTIVE, REMOVED, SignatureTable
-from controller.state_store import StateStore
+from controller.state_store import StateStore, StoreError
 from controller.switch_drain import DrainSettings, SwitchDrain
 
 LOG = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class ControllerCore:
         self.last_reconcile: dict[int, float] = {}
         self.shunt_counters_at: dict[int, float] = {}
         self._hosts_dirty = False
+        self._unsaved: dict[str, Any] | None = None  # a batch the database could not take
         if store is not None:
             self.table.restore(store.load_flows())
             for host in store.load_hosts():
@@ -521,20 +522,29 @@ class ControllerCore:
             service_state = {name: data for name, data in state.items()
                              if self._saved_service_state.get(name) != data}
             self._saved_service_state.update(service_state)
-        if self.store is not None and (rows or hosts or pruned or shadow or deleted_shadow
-                                       or service_state):
-            batch: dict[str, Any] = {"flows": rows, "hosts": hosts, "deleted_flow_ids": pruned,
-                     "shadow": shadow, "deleted_shadow": deleted_shadow,
-                     "service_state": service_state}
-            try:
-                self.store.save(**batch)
-            except (SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
-                # One bad row must not lose the rest of the batch: retry row by row.
-                LOG.error("state flush failed (%s: %s); saving row by row",
-                          type(exc).__name__, str(exc)[:200])
-                for refused in self.store.save_each(**batch):
-                    LOG.error("state flush: not saved: %s", refused)
-        return len(rows)
+        batch: dict[str, Any] = {"flows": rows, "hosts": hosts, "deleted_flow_ids": pruned,
+                                 "shadow": shadow, "deleted_shadow": deleted_shadow,
+                                 "service_state": service_state}
+        if self._unsaved is not None:  # what the database could not take last time
+            batch, self._unsaved = _merge_batches(self._unsaved, batch), None
+        if self.store is None or not any(batch.values()):
+            return 0
+        try:
+            self.store.save(**batch)
+        except StoreError as exc:
+            # The database is out of reach (the store retried already): keep the whole
+            # batch for the next flush, so nothing is lost while it is away.
+            LOG.error("state flush: %s; keeping %d flow rows for the next flush",
+                      exc, len(batch["flows"]))
+            self._unsaved = batch
+            return 0
+        except (SQLAlchemyError, ValueError, TypeError, OverflowError) as exc:
+            # One bad row must not lose the rest of the batch: retry row by row.
+            LOG.error("state flush failed (%s: %s); saving row by row",
+                      type(exc).__name__, str(exc)[:200])
+            for refused in self.store.save_each(**batch):
+                LOG.error("state flush: not saved: %s", refused)
+        return len(batch["flows"])
 
     # --- queries for the REST API -------------------------------------------
     def _counted(self, msgs: list[OutMsg]) -> list[OutMsg]:
@@ -636,6 +646,27 @@ class ControllerCore:
 
 
 _FLOW_MOD_COMMANDS = {0: "add", 1: "modify", 2: "modify_strict", 3: "delete", 4: "delete_strict"}
+
+
+def _merge_batches(older: dict[str, Any], newer: dict[str, Any]) -> dict[str, Any]:
+    """One flush batch from two: the newer row wins for a flow, host list, ShT entry
+    or service, and a newer deletion beats an older row (and the other way round)."""
+    gone_flows = set(newer["deleted_flow_ids"])
+    flows = {r.entry_id: r for r in older["flows"] if r.entry_id not in gone_flows}
+    flows.update((r.entry_id, r) for r in newer["flows"])
+
+    def shadow_key(record: dict[str, Any]) -> tuple[Any, ...]:
+        return record["service"], record["client_ip"], record["client_port"]
+
+    gone_shadow = set(newer["deleted_shadow"])
+    shadow = {shadow_key(r): r for r in older["shadow"] if shadow_key(r) not in gone_shadow}
+    shadow.update((shadow_key(r), r) for r in newer["shadow"])
+    deleted_shadow = [k for k in older["deleted_shadow"] if k not in shadow]
+    return {"flows": list(flows.values()), "hosts": newer["hosts"] or older["hosts"],
+            "deleted_flow_ids": older["deleted_flow_ids"] + newer["deleted_flow_ids"],
+            "shadow": list(shadow.values()),
+            "deleted_shadow": deleted_shadow + newer["deleted_shadow"],
+            "service_state": older["service_state"] | newer["service_state"]}
 
 
 def _redact(url: str) -> str:

@@ -5,15 +5,25 @@ start-up, so a restarted controller knows every flow it owns and can re-sync
 the switches to it, and every service flow keeps its node and shadow list and
 every service its active node. Any SQLAlchemy URL works; the default is a
 local SQLite file.
+
+Every load and save is retried (shadownet.retry) when the database drops the
+connection or is briefly unavailable (a PostgreSQL restart, a locked SQLite
+file), so such a blip does not lose the batch a flush took; each retry runs the
+whole transaction again, which is safe because every write is an upsert or a
+delete by key. Errors that will not pass (a refused row, bad input) are raised
+at once, as before. When the retries give up, :class:`StoreError` is raised.
+Under eventlet the waits are green sleeps (time.sleep is patched), so the hub
+keeps running while a flush waits for the database.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -29,16 +39,37 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 from controller.host_table import Host
 from controller.signature_table import FlowSignature
+from shadownet.retry import RetryPolicy
+
+LOG = logging.getLogger("shadownet.store")
+T = TypeVar("T")
+
+# Loads and flushes run outside the controller's lock: give a restarting
+# database about ten seconds (five attempts, waits of 0.25, 0.5, 1, 2 s + jitter).
+DB_RETRY = RetryPolicy(attempts=5, initial=0.25, maximum=4.0, jitter=0.25, deadline=10.0)
+# Mirror rows are saved while the controller holds its lock (in a REST request),
+# where a long wait would stall packet handling: one quick retry only.
+DB_RETRY_LOCKED = RetryPolicy(attempts=2, initial=0.1, maximum=0.1, jitter=0.1, deadline=1.0)
 
 
 class StoreError(Exception):
-    """The database URL is wrong or the database cannot be reached."""
+    """The database URL is wrong, or the database could not be reached (after retries)."""
+
+
+def transient_db(exc: BaseException) -> bool:
+    """A database error that can pass: a dropped connection, the server (re)starting, a lock.
+
+    SQLAlchemy reports those as ``OperationalError`` (a DBAPI error the driver
+    blames on the database's operation) or ``DisconnectionError``; an integrity
+    or data error, or a ValueError from a bad row, is never retried.
+    """
+    return isinstance(exc, OperationalError | DisconnectionError)
 
 
 def default_db_url() -> str:
@@ -81,7 +112,7 @@ class FlowRow(Base):
     dpid: Mapped[int] = mapped_column(Uint64, index=True)
     table_id: Mapped[int] = mapped_column(Integer)
     priority: Mapped[int] = mapped_column(Integer)
-    match: Mapped[dict] = mapped_column(JSON)
+    match: Mapped[dict[str, Any]] = mapped_column(JSON)
     idle_timeout: Mapped[int] = mapped_column(Integer)
     hard_timeout: Mapped[int] = mapped_column(Integer)
     out_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -91,7 +122,7 @@ class FlowRow(Base):
     arrival_port: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     bypass_percent: Mapped[float | None] = mapped_column(Float, nullable=True)
     kind: Mapped[str] = mapped_column(String(16), default="forward")
-    path: Mapped[list] = mapped_column(JSON)
+    path: Mapped[list[int]] = mapped_column(JSON)
     path_key: Mapped[str] = mapped_column(String(64), index=True)
     packets: Mapped[int] = mapped_column(Uint64)
     bytes: Mapped[int] = mapped_column(Uint64)
@@ -118,7 +149,7 @@ class MirrorRow(Base):
     __tablename__ = "mirrors"
 
     container: Mapped[str] = mapped_column(String(128), primary_key=True)
-    data: Mapped[dict] = mapped_column(JSON)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class ShadowRow(Base):
@@ -136,14 +167,14 @@ class ShadowRow(Base):
     primary: Mapped[str] = mapped_column(String(128))
     client_dpid: Mapped[int | None] = mapped_column(Uint64, nullable=True)
     client_mac: Mapped[str | None] = mapped_column(String(17), nullable=True)
-    shadows: Mapped[list] = mapped_column(JSON)
+    shadows: Mapped[list[Any]] = mapped_column(JSON)
     created: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)
     status: Mapped[str] = mapped_column(String(16))
     ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_reason: Mapped[str | None] = mapped_column(String(128), nullable=True)
-    cookies: Mapped[list] = mapped_column(JSON)
-    moves: Mapped[list] = mapped_column(JSON)
+    cookies: Mapped[list[int]] = mapped_column(JSON)
+    moves: Mapped[list[Any]] = mapped_column(JSON)
 
 
 class ServiceStateRow(Base):
@@ -168,8 +199,11 @@ _SERVICE_FIELDS = [c.name for c in ServiceStateRow.__table__.columns]
 class StateStore:
     """Loads and saves controller state through one SQLAlchemy engine."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, retry: RetryPolicy = DB_RETRY,
+                 retry_locked: RetryPolicy = DB_RETRY_LOCKED) -> None:
         self.url = url
+        self.retry = retry
+        self.retry_locked = retry_locked
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -214,12 +248,34 @@ class StateStore:
                         conn.execute(text(f"UPDATE {quote(table.name)} SET "
                                           f"{quote(column.name)} = {quote(old)}"))
 
+    def _retried(self, what: str, fn: Callable[[], T], policy: RetryPolicy | None = None) -> T:
+        """``fn()`` (one whole transaction) under the retry policy; StoreError on giving up."""
+        try:
+            return (policy or self.retry).call(fn, retry_if=transient_db,
+                                               what=f"database {what}", logger=LOG)
+        except (OperationalError, DisconnectionError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise StoreError(f"database {what} failed on {self._safe_url()}: {reason}") from exc
+
+    def _safe_url(self) -> str:
+        """The URL without its password, for messages that reach the log."""
+        try:
+            return make_url(self.url).render_as_string(hide_password=True)
+        except ArgumentError:
+            return "the database"
+
     def load_flows(self) -> list[FlowSignature]:
+        return self._retried("load of flows", self._load_flows)
+
+    def _load_flows(self) -> list[FlowSignature]:
         with Session(self.engine) as session:
             rows = session.scalars(select(FlowRow).order_by(FlowRow.entry_id)).all()
             return [FlowSignature(**{f: getattr(r, f) for f in _FLOW_FIELDS}) for r in rows]
 
     def load_hosts(self) -> list[Host]:
+        return self._retried("load of hosts", self._load_hosts)
+
+    def _load_hosts(self) -> list[Host]:
         with Session(self.engine) as session:
             rows = session.scalars(select(HostRow)).all()
             return [
@@ -236,12 +292,18 @@ class StateStore:
 
     def load_shadow(self) -> list[dict[str, Any]]:
         """Shadow Table entries as records (``ShadowEntry.from_record`` reads them)."""
+        return self._retried("load of shadow entries", self._load_shadow)
+
+    def _load_shadow(self) -> list[dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.scalars(select(ShadowRow).order_by(ShadowRow.created)).all()
             return [{f: getattr(r, f) for f in _SHADOW_FIELDS} for r in rows]
 
     def load_service_state(self) -> dict[str, dict[str, Any]]:
         """``{service: {"active": node, "last_switch": ts}}`` as last saved."""
+        return self._retried("load of service state", self._load_service_state)
+
+    def _load_service_state(self) -> dict[str, dict[str, Any]]:
         with Session(self.engine) as session:
             rows = session.scalars(select(ServiceStateRow)).all()
             return {r.service: {"active": r.active, "last_switch": r.last_switch}
@@ -260,25 +322,35 @@ class StateStore:
 
         ``shadow``: changed ShT entry records; ``deleted_shadow``: ``(service,
         client_ip, client_port)`` of expired entries; ``service_state``: changed
-        ``{service: {"active", "last_switch"}}``.
+        ``{service: {"active", "last_switch"}}``. A transaction the database
+        dropped is run again whole (see the module's docstring); StoreError when
+        it still fails after the retries.
         """
         flow_rows = [{f: getattr(entry, f) for f in _FLOW_FIELDS} for entry in flows]
         host_rows = [{"mac": h.mac, "dpid": h.dpid, "port": h.port,
                       "ips": json.dumps(sorted(h.ips)), "first_seen": h.first_seen,
                       "last_seen": h.last_seen} for h in hosts]
-        with Session(self.engine) as session, session.begin():
-            _replace(session, FlowRow.entry_id, flow_rows)
-            _replace(session, HostRow.mac, host_rows)
-            for record in shadow:
-                session.merge(ShadowRow(**{f: record.get(f) for f in _SHADOW_FIELDS}))
-            for service, state in (service_state or {}).items():
-                session.merge(ServiceStateRow(service=service, active=state["active"],
-                                              last_switch=state.get("last_switch")))
-            for service, client_ip, client_port in deleted_shadow:
-                session.execute(delete(ShadowRow).where(
-                    ShadowRow.service == service, ShadowRow.client_ip == client_ip,
-                    ShadowRow.client_port == client_port))
-            _delete_keys(session, FlowRow.entry_id, list(deleted_flow_ids))
+        shadow = list(shadow)  # iterated again by a retried transaction
+        deleted_shadow = list(deleted_shadow)
+        deleted_ids = list(deleted_flow_ids)
+        services = dict(service_state or {})
+
+        def transaction() -> None:
+            with Session(self.engine) as session, session.begin():
+                _replace(session, FlowRow.entry_id, flow_rows)
+                _replace(session, HostRow.mac, host_rows)
+                for record in shadow:
+                    session.merge(ShadowRow(**{f: record.get(f) for f in _SHADOW_FIELDS}))
+                for service, state in services.items():
+                    session.merge(ServiceStateRow(service=service, active=state["active"],
+                                                  last_switch=state.get("last_switch")))
+                for service, client_ip, client_port in deleted_shadow:
+                    session.execute(delete(ShadowRow).where(
+                        ShadowRow.service == service, ShadowRow.client_ip == client_ip,
+                        ShadowRow.client_port == client_port))
+                _delete_keys(session, FlowRow.entry_id, deleted_ids)
+
+        self._retried("save", transaction)
 
     def save_each(
         self,
@@ -292,7 +364,9 @@ class StateStore:
         """:meth:`save`, one row per transaction: what a failed batch falls back to.
 
         One row the database refuses then costs that row only, not the batch
-        it came in. Returns a description of each refused row.
+        it came in. Returns a description of each refused row. A StoreError
+        (the database gone, after the retries) ends it at once rather than
+        spend the retry budget again on every remaining row.
         """
         refused: list[str] = []
         parts: list[tuple[str, dict[str, Any]]] = []
@@ -311,17 +385,27 @@ class StateStore:
                 refused.append(f"{what}: {type(exc).__name__}: {str(exc)[:200]}")
         return refused
 
-    def load_mirrors(self) -> list[dict]:
-        with Session(self.engine) as session:
-            return [r.data for r in session.scalars(select(MirrorRow)).all()]
+    def load_mirrors(self) -> list[dict[str, Any]]:
+        def load() -> list[dict[str, Any]]:
+            with Session(self.engine) as session:
+                return [r.data for r in session.scalars(select(MirrorRow)).all()]
 
-    def save_mirror(self, data: dict) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.merge(MirrorRow(container=data["container"], data=data))
+        return self._retried("load of mirrors", load)
+
+    def save_mirror(self, data: dict[str, Any]) -> None:
+        def transaction() -> None:
+            with Session(self.engine) as session, session.begin():
+                session.merge(MirrorRow(container=data["container"], data=data))
+
+        self._retried(f"save of mirror {data.get('container')}", transaction,
+                      self.retry_locked)
 
     def delete_mirror(self, container: str) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.execute(delete(MirrorRow).where(MirrorRow.container == container))
+        def transaction() -> None:
+            with Session(self.engine) as session, session.begin():
+                session.execute(delete(MirrorRow).where(MirrorRow.container == container))
+
+        self._retried(f"deletion of mirror {container}", transaction, self.retry_locked)
 
     def ping(self) -> bool:
         try:

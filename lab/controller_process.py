@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
+import http.client
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from shadownet.retry import RetryPolicy, transient_http
+
+LOG = logging.getLogger("shadownet.lab")
+
+# Readiness polling: quick at first (a child is often up within a second), at
+# most every half second after; the deadline is the start timeout. Each failed
+# probe is logged at DEBUG only: not answering yet is what starting looks like.
+READY_POLL = RetryPolicy(attempts=None, initial=0.05, maximum=0.5, jitter=0.05, deadline=30.0,
+                         log_level=logging.DEBUG)
+
+
+class ChildExited(RuntimeError):
+    """The child process ended while we waited for it to answer."""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 class ChildProcess:
@@ -33,7 +50,7 @@ class ChildProcess:
         self.api_port = api_port or free_port()
         self.token = token  # sent as a bearer token on every call, the readiness check too
         self.log_path = self.workdir / f"{self.name}.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
     @property
@@ -50,18 +67,39 @@ class ChildProcess:
                 cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                code = self.proc.returncode
-                raise RuntimeError(f"{self.name} exited with {code}:\n{self.log_tail()}")
-            try:
-                urllib.request.urlopen(self.build_request(self.ready_path), timeout=2).close()
-                return
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not answer within {timeout:.0f}s:\n"
-                           f"{self.log_tail()}")
+        self._wait_ready(timeout)
+
+    def _wait_ready(self, timeout: float, poll: RetryPolicy = READY_POLL) -> None:
+        """Retry the readiness request until it answers 2xx/3xx, for up to ``timeout`` s.
+
+        Not answering yet (refused, reset, timed out, 5xx) is retried; a child that
+        exited, or an answer that will not change (a 4xx), fails at once.
+        """
+        proc = self.proc
+        assert proc is not None
+
+        def probe() -> None:
+            if proc.poll() is not None:
+                raise ChildExited(f"{self.name} exited with {proc.returncode}:\n"
+                                  f"{self.log_tail()}")
+            urllib.request.urlopen(self.build_request(self.ready_path), timeout=2).close()
+
+        policy = dataclasses.replace(poll, deadline=timeout)
+        try:
+            policy.call(probe, retry_if=transient_http, what=f"{self.name} readiness",
+                        logger=LOG)
+        except urllib.error.HTTPError as exc:
+            if not transient_http(exc):
+                raise RuntimeError(f"{self.name} answered {exc.code} on {self.ready_path}:\n"
+                                   f"{self.log_tail()}") from None
+            raise RuntimeError(f"{self.name} did not answer within {timeout:.0f}s "
+                               f"(last: {exc.code}):\n{self.log_tail()}") from None
+        except (OSError, http.client.HTTPException):
+            if proc.poll() is not None:  # it died during the last probe
+                raise RuntimeError(f"{self.name} exited with {proc.returncode}:\n"
+                                   f"{self.log_tail()}") from None
+            raise RuntimeError(f"{self.name} did not answer within {timeout:.0f}s:\n"
+                               f"{self.log_tail()}") from None
 
     def build_request(self, path: str, body: Any = None, method: str | None = None
                 ) -> urllib.request.Request:
@@ -136,7 +174,8 @@ class ControllerProcess(ChildProcess):
 
     def get_text(self, path: str) -> str:
         with urllib.request.urlopen(self.build_request(path), timeout=5) as resp:
-            return resp.read().decode()
+            text: str = resp.read().decode()
+            return text
 
     def post(self, path: str, body: Any) -> Any:
         with urllib.request.urlopen(self.build_request(path, body, "POST"), timeout=10) as resp:

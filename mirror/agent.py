@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
+import http.client
 import json
 import logging
 import queue
@@ -34,10 +36,12 @@ from mirror.capture import MirrorCapture
 from mirror.engine import SyncEngine
 from mirror.history_store import HistoryStore, HistoryStoreError
 from mirror.lifecycle import Container, MirrorRecord
+from mirror.notify import WEBHOOK_RETRY, Notifier, post_json
 from mirror.rules import RuleError, RuleSet, load_rules
 from mirror.shunt import Shunter, ShuntKey, ShuntPolicy
 from mirror.shunt_driver import ShuntDriver
 from mirror.tenancy import Principal, TokenFileError, load_tokens
+from shadownet.retry import RetryPolicy, transient_http
 
 LOG = logging.getLogger("shadownet.agent")
 
@@ -45,6 +49,13 @@ PCAP_RING_BYTES = 64 << 20  # per mirror: the window a pcap export can reach bac
 LAG_SAMPLES = 20000
 SWITCH_INTERVAL = 0.0005  # seconds; see main()
 RESCAN_INTERVAL = 30.0  # a full OVSDB scan even when the watcher reported nothing
+# Controller calls run on the agent's loop (registration, removal) and the shunt
+# thread, so one call never takes much longer than a single attempt did before:
+# a refused connection costs under a second of retries, and no attempt starts, nor
+# waits for an answer, past CONTROLLER_RETRY.deadline. A mirror that is still not
+# accepted then is registered again on the next poll.
+CONTROLLER_TIMEOUT = 5.0
+CONTROLLER_RETRY = RetryPolicy(attempts=3, initial=0.2, maximum=1.0, jitter=0.2, deadline=5.0)
 
 
 class MirroredContainer:
@@ -70,7 +81,7 @@ class MirroredContainer:
         self.lags_apply: deque[float] = deque(maxlen=LAG_SAMPLES)
         self.alerts_total = 0
         self.active_alerts: dict[str, dict[str, Any]] = {}
-        self._apply_queue: queue.Queue = queue.Queue()
+        self._apply_queue: queue.Queue[Any] = queue.Queue()  # (change, made) or None: stop
         self._applier = None
         if apply_state:
             from mirror.apply import NamespaceApplier
@@ -263,7 +274,9 @@ class MirrorAgent:
                  tokens: dict[str, Principal], rules: RuleSet | None = None,
                  poll_interval: float = 1.0, apply_state: bool = True,
                  shunt_policy: ShuntPolicy | None = None,
-                 controller_token: str | None = None) -> None:
+                 controller_token: str | None = None,
+                 controller_retry: RetryPolicy = CONTROLLER_RETRY,
+                 webhook_retry: RetryPolicy = WEBHOOK_RETRY) -> None:
         self.controller_url = controller_url.rstrip("/")
         self.controller_token = controller_token  # an 'agent' role token of the controller
         self.store = store
@@ -275,6 +288,11 @@ class MirrorAgent:
         self.shunts = ShuntDriver(self._live_mirrors, self._controller_json)
         self.mirrors: dict[str, MirroredContainer] = {}
         self.unregistered: set[str] = set()  # mirrors the controller has not accepted yet
+        self.controller_retry = controller_retry
+        self.webhook_retry = webhook_retry
+        self.notifier = Notifier()  # webhooks and health marks, off the loop
+        # Set when a registration found no controller: the rest of that pass waits.
+        self._controller_silent = False
         self.lock = threading.RLock()
         self._stop = threading.Event()
 
@@ -284,25 +302,52 @@ class MirrorAgent:
         return self._controller_json(method, path, body)[0]
 
     def _controller_json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        """(status, decoded JSON body or None); status 0 when it cannot be reached."""
+        """(status, decoded JSON body or None); status 0 when it cannot be reached.
+
+        Retried under ``controller_retry`` while the error can pass (no answer, a
+        timeout, 5xx, 429); a 4xx is final at once. Every call the agent makes is
+        idempotent (registration and shunts replace, deletions of what is gone
+        are no-ops), so a retried POST whose answer was lost does no harm.
+        """
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"}
         if self.controller_token:
             headers["Authorization"] = f"Bearer {self.controller_token}"
-        req = urllib.request.Request(self.controller_url + path, data=data, method=method,
-                                     headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                raw = resp.read()
+        policy = self.controller_retry
+        started = time.monotonic()
+        detail = b""
+
+        def once() -> tuple[int, Any]:
+            nonlocal detail
+            timeout = CONTROLLER_TIMEOUT
+            if policy.deadline is not None:  # the last attempt ends by the deadline too
+                left = policy.deadline - (time.monotonic() - started)
+                timeout = max(0.5, min(timeout, left))
+            req = urllib.request.Request(self.controller_url + path, data=data,
+                                         method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as resp:
+                    status, raw = resp.status, resp.read()
+            except urllib.error.HTTPError as exc:
                 try:
-                    return resp.status, json.loads(raw) if raw else None
-                except ValueError:
-                    return resp.status, None
+                    detail = exc.read()[:200]
+                except (OSError, http.client.HTTPException):
+                    detail = b""
+                exc.close()
+                raise
+            try:
+                return status, json.loads(raw) if raw else None
+            except ValueError:
+                return status, None
+
+        try:
+            return policy.call(once, retry_if=transient_http,
+                               what=f"controller {method} {path}", logger=LOG)
         except urllib.error.HTTPError as exc:
             LOG.warning("controller %s %s: %s %s", method, path, exc.code,
-                        exc.read()[:200].decode(errors="replace"))
+                        detail.decode(errors="replace"))
             return exc.code, None
-        except OSError as exc:
+        except (OSError, http.client.HTTPException) as exc:
             LOG.warning("controller %s %s unreachable: %s", method, path, exc)
             return 0, None
 
@@ -310,20 +355,33 @@ class MirrorAgent:
         with self.lock:
             return list(self.mirrors.values())
 
-    def _register(self, name: str) -> None:
+    def _register(self, name: str) -> int:
+        """Register one mirror with the controller; the status (0: not sent or no answer).
+
+        A mirror not accepted stays in ``unregistered`` and is tried again on every
+        poll, after the retries of this call gave up. Once a registration found no
+        controller at all, the others of the same pass wait for the next poll
+        instead of each spending the retry budget again.
+        """
         mirrored = self.mirrors.get(name)
         if mirrored is None:
             self.unregistered.discard(name)
-            return
+            return 0
+        if self._controller_silent:
+            self.unregistered.add(name)
+            return 0
         status = self._controller("POST", "/api/mirrors", mirrored.record.registration())
         if status == 201:
             self.unregistered.discard(name)
         else:
             self.unregistered.add(name)  # retried every poll until the controller takes it
+            self._controller_silent = status == 0
+        return status
 
     # --- lifecycle ----------------------------------------------------------------------
     def adopt_existing(self) -> None:
         """Pick up mirrors an earlier agent made; drop those whose container is gone."""
+        self._controller_silent = False
         attached = {c.name: c for c in lifecycle.attached_containers()}
         for record in lifecycle.existing_mirrors():
             container = attached.get(record.container)
@@ -336,6 +394,7 @@ class MirrorAgent:
             self._start(record, restore=True)
 
     def reconcile(self) -> None:
+        self._controller_silent = False  # a new pass: the controller may be back
         attached = {c.name: c for c in lifecycle.attached_containers()}
         with self.lock:
             for name in list(self.mirrors):
@@ -415,22 +474,23 @@ class MirrorAgent:
                 LOG.warning("alert %s on %s: %s", alert["rule"], mirrored.record.container,
                             alert["message"])
                 if alert.get("mark_unhealthy"):
-                    self._controller("POST", f"/api/hosts/{mirrored.record.mac}/health",
-                                     {"healthy": False, "reason": f"{alert['rule']}: "
-                                                                  f"{alert['message']}"})
+                    self._mark_unhealthy(mirrored.record, alert)
                 if alert.get("webhook"):
                     self._webhook(alert["webhook"], mirrored.record, alert)
 
-    @staticmethod
-    def _webhook(url: str, record: MirrorRecord, alert: dict[str, Any]) -> None:
+    def _mark_unhealthy(self, record: MirrorRecord, alert: dict[str, Any]) -> bool:
+        """Tell the controller the container's host is unhealthy, from the notifier."""
+        path = f"/api/hosts/{record.mac}/health"
+        body = {"healthy": False, "reason": f"{alert['rule']}: {alert['message']}"}
+        return self.notifier.submit(f"health mark {record.mac}",
+                                    functools.partial(self._controller, "POST", path, body))
+
+    def _webhook(self, url: str, record: MirrorRecord, alert: dict[str, Any]) -> bool:
+        """Queue the alert for ``url``; sent and retried off the rules pass."""
         body = json.dumps({"container": record.container, "tenant": record.tenant,
                            "alert": alert}).encode()
-        req = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-        try:
-            urllib.request.urlopen(req, timeout=3).close()
-        except (OSError, ValueError) as exc:
-            LOG.warning("webhook %s failed: %s", url, exc)
+        return self.notifier.submit(f"webhook {url}", functools.partial(
+            post_json, url, body, policy=self.webhook_retry))
 
     def stop(self, remove_mirrors: bool = False) -> None:
         """Stop capturing. Mirrors stay (a restarted agent adopts them) unless asked."""
@@ -442,6 +502,7 @@ class MirrorAgent:
                     self._remove(name)
                 else:
                     self.mirrors.pop(name).stop()
+        self.notifier.close()  # alerts already raised get a moment to go out
         self.store.flush()
 
 

@@ -45,3 +45,25 @@ def test_a_database_from_before_the_bypass_rename_keeps_its_sample_percent(tmp_p
                           "RENAME COLUMN bypass_percent TO shadow_percent"))
     store.engine.dispose()
     assert StateStore(url).load_flows()[0].bypass_percent == 2.5
+
+
+def test_a_database_out_of_reach_loses_nothing_it_catches_up_on_the_next_flush(tmp_path):
+    from controller.state_store import StoreError
+
+    store = StateStore(f"sqlite:///{tmp_path / 's.db'}")
+    core = ControllerCore(store)
+    real_save, calls = store.save, []
+
+    def unreachable(**batch):
+        calls.append(batch)
+        raise StoreError("cannot reach database: connection refused")
+
+    store.save = unreachable  # type: ignore[method-assign]
+    core.table.upsert(1, {"eth_dst": "00:00:00:00:00:01"}, 1)
+    assert core.flush() == 0 and len(calls) == 1
+    core.table.upsert(2, {"eth_dst": "00:00:00:00:00:02"}, 1)
+    assert core.flush() == 0 and len(calls[1]["flows"]) == 2  # the first batch came along
+    store.save = real_save  # type: ignore[method-assign]
+    assert core.flush() == 2
+    assert sorted(f.dpid for f in store.load_flows()) == [1, 2]
+    assert core.flush() == 0  # nothing left over
