@@ -33,12 +33,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mirror import packets as P  # noqa: E402
 from mirror.pcap import PcapWriter  # noqa: E402
 from mirror.replay import replay  # noqa: E402
+from shadownet import progress  # noqa: E402
+from shadownet.progress import Progress  # noqa: E402
 
 NS_A, NS_B = "snt-bench-a", "snt-bench-b"
 IF_A, IF_B = "snt-va", "snt-vb"
@@ -46,7 +49,7 @@ IP_A, IP_B = "10.77.0.1", "10.77.0.2"
 MAC_A, MAC_B = "02:77:00:00:00:01", "02:77:00:00:00:02"
 
 
-def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+def sh(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=check)
 
 
@@ -76,9 +79,9 @@ def serve_dns(addr: str) -> None:
 # -- real capture -----------------------------------------------------------------------------
 
 
-def capture_real(out: Path, iperf_seconds: int) -> dict:
+def capture_real(out: Path, iperf_seconds: int) -> dict[str, Any]:
     """Build the namespaces, run the traffic, capture on the container side; always tear down."""
-    procs: list[subprocess.Popen] = []
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         for ns in (NS_A, NS_B):
             sh("ip", "netns", "add", ns)
@@ -95,7 +98,7 @@ def capture_real(out: Path, iperf_seconds: int) -> dict:
         (web / "index.html").write_bytes(b"<html>" + b"x" * 20000 + b"</html>")
         (web / "big.bin").write_bytes(os.urandom(2_000_000))
 
-        def bg(ns: str, *cmd: str) -> subprocess.Popen:
+        def bg(ns: str, *cmd: str) -> subprocess.Popen[bytes]:
             p = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL, start_new_session=True)
             procs.append(p)
@@ -139,7 +142,7 @@ def capture_real(out: Path, iperf_seconds: int) -> dict:
 # -- synthetic capture ------------------------------------------------------------------------
 
 
-def write_synthetic(out: Path, connections: int, seed: int = 7) -> dict:
+def write_synthetic(out: Path, connections: int, seed: int = 7) -> dict[str, Any]:
     """Many TCP connections from the container to several servers, interleaved 50 at a time."""
     rng = random.Random(seed)
     C, S = MAC_A, MAC_B
@@ -213,11 +216,11 @@ def _size(value: str, unit: str) -> tuple[float, float]:
     return float(value) * mult, mult / 10**decimals
 
 
-def run_tshark(path: Path) -> tuple[float, dict]:
+def run_tshark(path: Path) -> tuple[float, dict[Any, Any]]:
     t0 = time.perf_counter()
     res = sh("tshark", "-q", "-z", "conv,tcp", "-r", str(path))
     elapsed = time.perf_counter() - t0
-    table: dict = {}
+    table: dict[Any, Any] = {}
     for line in res.stdout.splitlines():
         m = _CONV.match(line.strip())
         if not m:
@@ -229,10 +232,10 @@ def run_tshark(path: Path) -> tuple[float, dict]:
     return elapsed, table
 
 
-def compare(ours: list[dict], theirs: dict) -> dict:
+def compare(ours: list[dict[str, Any]], theirs: dict[Any, Any]) -> dict[str, Any]:
     """Match connections by endpoints; frames must be equal, bytes equal at the precision
     tshark prints (it shows e.g. ``156 MB`` for 156,954,487 bytes)."""
-    mine = {}
+    mine: dict[Any, Any] = {}
     for c in ours:
         if c["proto"] != "tcp":
             continue
@@ -274,7 +277,9 @@ def tshark_startup(tmp: Path) -> float:
     return min(run_tshark(one)[0] for _ in range(3))
 
 
-def measure(name: str, path: Path, who: dict, startup: float, repeat: int) -> dict:
+def measure(name: str, path: Path, who: dict[str, Any], startup: float, repeat: int
+            ) -> dict[str, Any]:
+    progress.phase(f"replaying {repeat}x in process")
     best = None
     for _ in range(repeat):
         res = replay(path, who["container_mac"], [who["container_ip"]])
@@ -290,6 +295,7 @@ def measure(name: str, path: Path, who: dict, startup: float, repeat: int) -> di
             "r = replay(sys.argv[1], sys.argv[2], [sys.argv[3]]); "
             "open(os.devnull, 'w').write(json.dumps(r.as_dict()))")
     root = str(Path(__file__).resolve().parents[1])
+    progress.phase("replaying end to end")
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-c", code, str(path), who["container_mac"],
                     who["container_ip"]], cwd=root, check=True, capture_output=True)
@@ -299,6 +305,7 @@ def measure(name: str, path: Path, who: dict, startup: float, repeat: int) -> di
                     "--json", "--container-mac", who["container_mac"], "--container-ip",
                     who["container_ip"]], cwd=root, check=True, capture_output=True)
     shadownet_cli = time.perf_counter() - t0
+    progress.phase(f"tshark {repeat}x")
     t_elapsed, table = min((run_tshark(path) for _ in range(repeat)), key=lambda x: x[0])
     snap = best.engine.snapshot()
     out = {
@@ -320,7 +327,7 @@ def measure(name: str, path: Path, who: dict, startup: float, repeat: int) -> di
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", choices=("real", "synthetic"))
     ap.add_argument("--connections", type=int, default=20000, help="synthetic connections")
@@ -328,8 +335,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", type=Path, help="keep the captures in this directory")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     ap.add_argument("--serve-dns", metavar="ADDR", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.serve_dns:
         serve_dns(args.serve_dns)
         return 0
@@ -340,16 +348,23 @@ def main() -> int:
     where = args.keep or tmp
     where.mkdir(parents=True, exist_ok=True)
     results = []
+    captures = [c for c in ("real", "synthetic") if args.only in (None, c)]
     try:
-        startup = tshark_startup(tmp)
-        if args.only in (None, "real"):
-            path = where / "mirror_real.pcap"
-            who = capture_real(path, args.iperf_seconds)
-            results.append(measure("real", path, who, startup, args.repeat))
-        if args.only in (None, "synthetic"):
-            path = where / "mirror_synthetic.pcap"
-            who = write_synthetic(path, args.connections)
-            results.append(measure("synthetic", path, who, startup, args.repeat))
+        with Progress("mirror-replay", total=len(captures), unit="capture", quiet=args.quiet):
+            progress.phase("tshark start-up")
+            startup = tshark_startup(tmp)
+            if "real" in captures:
+                progress.step("real")
+                progress.phase("capturing traffic between two namespaces")
+                path = where / "mirror_real.pcap"
+                who = capture_real(path, args.iperf_seconds)
+                results.append(measure("real", path, who, startup, args.repeat))
+            if "synthetic" in captures:
+                progress.step("synthetic")
+                progress.phase(f"writing {args.connections} connections")
+                path = where / "mirror_synthetic.pcap"
+                who = write_synthetic(path, args.connections)
+                results.append(measure("synthetic", path, who, startup, args.repeat))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:

@@ -26,10 +26,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.network import Lab  # noqa: E402
+from shadownet.progress import Progress  # noqa: E402
 
 MODES = {"off": None, "ports-only": None, "shunt": [], "copy-all": ["--no-shunt"]}
 
@@ -51,10 +53,10 @@ def idle_ports(lab: Lab, add: bool) -> None:
                            stderr=subprocess.DEVNULL)
 
 
-def iperf(client, server, seconds: int) -> float:
+def iperf(client: Any, server: Any, seconds: int) -> float:
     out = client.cmd(f"iperf3 -c {server.IP()} -t {seconds} -J")
     try:
-        return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+        return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e6
     except (ValueError, KeyError):
         return 0.0
 
@@ -69,26 +71,30 @@ def paired_ratio(runs: list[float], base: list[float]) -> float:
     return statistics.median(ratios) if ratios else float("nan")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=int, default=5)
     p.add_argument("--topo", default="linear,2")
     p.add_argument("--modes", default=",".join(MODES),
                    help="comma-separated subset of " + ", ".join(MODES) + " (off always runs)")
-    args = p.parse_args()
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = p.parse_args(argv)
     modes = ["off"] + [m for m in args.modes.split(",") if m != "off"]
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
         p.error(f"unknown mode {unknown[0]!r}; use {', '.join(MODES)}")
     results: dict[str, list[float]] = {mode: [] for mode in modes}
-    with Lab(args.topo) as lab:
+    progress = Progress("mirror-throughput", total=args.rounds * len(modes), quiet=args.quiet)
+    progress.phase("starting the lab")
+    with progress, Lab(args.topo) as lab:
         client, server = lab.net.hosts[0], lab.net.hosts[-1]
         server.cmd("iperf3 -s -D >/dev/null 2>&1")
         time.sleep(1)
         lab.net.pingAll(timeout="3")
         for rnd in range(args.rounds):
             for mode in modes:
+                progress.step(f"round {rnd + 1} {mode}")
                 agent_args = MODES[mode]
                 if agent_args is not None:
                     lab.start_agent(args=agent_args)
@@ -106,6 +112,7 @@ def main() -> int:
                         idle_ports(lab, add=False)
                 time.sleep(1)
                 results[mode].append(mbps)
+                progress.clear()  # the result goes to stdout, on the same terminal
                 print(f"round {rnd + 1} {mode:>8}: {mbps:7.1f} Mbit/s", flush=True)
     base = statistics.median(results["off"])
     print(f"\n{'mode':>10}  {'median Mbit/s':>13}  {'ratio to off':>12}  {'paired':>6}  runs")

@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.scenarios import run_scenario  # noqa: E402
+from shadownet.progress import Progress  # noqa: E402
 
 
 def spin() -> None:  # pragma: no cover - a CPU hog, killed by the parent
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="busy-loop processes during the runs (0: an idle machine)")
     parser.add_argument("--topo", default=None, help="lab topology (the scenario's default)")
     parser.add_argument("--json", type=Path, help="also write every run's result here")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.busy < 0:
         parser.error("--runs must be >= 1 and --busy >= 0")
@@ -50,15 +52,20 @@ def main(argv: list[str] | None = None) -> int:
         hog.start()
     results = []
     try:
-        for i in range(1, args.runs + 1):
-            r = run_scenario("noise-only", topo=args.topo, mode="predictive")
-            m = r["margin"]
-            results.append(r)
-            print(f"run {i:2}: trips {r['trips']} migrations {r['migrations']} "
-                  f"failed {r['failed']}/{r['requests']}  lowest health {m['lowest_health']:.3f} "
-                  f"(trips at <= {m['enter_health']})  highest p "
-                  f"{m['highest_probability']:.3f} (trips at >= {m['enter_probability']})",
-                  flush=True)
+        with Progress("noise-margin", total=args.runs, quiet=args.quiet) as progress:
+            for i in range(1, args.runs + 1):
+                progress.step()
+                r = run_scenario("noise-only", topo=args.topo, mode="predictive",
+                                 log=progress.log)
+                m = r["margin"]
+                results.append(r)
+                progress.clear()  # the result goes to stdout, on the same terminal
+                print(f"run {i:2}: trips {r['trips']} migrations {r['migrations']} "
+                      f"failed {r['failed']}/{r['requests']}  "
+                      f"lowest health {m['lowest_health']:.3f} "
+                      f"(trips at <= {m['enter_health']})  highest p "
+                      f"{m['highest_probability']:.3f} (trips at >= {m['enter_probability']})",
+                      flush=True)
     finally:
         for hog in hogs:
             hog.terminate()

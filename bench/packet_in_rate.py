@@ -24,6 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.controller_process import ControllerProcess  # noqa: E402
+from shadownet import progress  # noqa: E402
+from shadownet.progress import Progress  # noqa: E402
 
 OFP_VERSION = 4
 HELLO, ECHO_REQUEST, ECHO_REPLY, FEATURES_REQUEST, FEATURES_REPLY = 0, 2, 3, 5, 6
@@ -114,6 +116,8 @@ class FakeSwitch:
 
 
 def measure(hub: str, seconds: float, window: int) -> float:
+    progress.step(hub)
+    progress.phase("starting the controller")
     with tempfile.TemporaryDirectory() as tmp:
         ctl = ControllerProcess(Path(tmp), hub=hub)
         ctl.start()
@@ -130,6 +134,7 @@ def measure(hub: str, seconds: float, window: int) -> float:
             time.sleep(0.5)
             sw.pump(0.1)
             base = sw.packet_outs
+            progress.phase("packet-ins in flight", seconds)
             sent, seq = 0, 1
             start = time.monotonic()
             while time.monotonic() - start < seconds:
@@ -144,13 +149,16 @@ def measure(hub: str, seconds: float, window: int) -> float:
             ctl.stop()
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--window", type=int, default=64)
     p.add_argument("--json", action="store_true")
-    args = p.parse_args()
-    rates = {hub: measure(hub, args.seconds, args.window) for hub in ("native", "eventlet")}
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = p.parse_args(argv)
+    hubs = ("native", "eventlet")
+    with Progress("packet-in-rate", total=len(hubs), unit="hub", quiet=args.quiet):
+        rates = {hub: measure(hub, args.seconds, args.window) for hub in hubs}
     ratio = rates["eventlet"] / rates["native"] if rates["native"] else float("inf")
     if args.json:
         print(json.dumps({"packet_in_per_s": rates, "eventlet_over_native": ratio}))

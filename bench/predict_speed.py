@@ -18,11 +18,14 @@ import math
 import time
 import tracemalloc
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 
 from predictive.baseline import MetricBaseline
 from predictive.detector import EntityDetector
+from shadownet import progress
+from shadownet.progress import Progress
 
 
 class WindowedGaussian:
@@ -51,18 +54,29 @@ class WindowedGaussian:
         return score
 
 
-def _rate(fn, n: int) -> float:
+def _rate(fn: Callable[[], None], n: int, name: str = "") -> float:
+    progress.step(name)  # before the clock starts
     t0 = time.perf_counter()
     fn()
     return n / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=200_000)
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
-    n = args.points
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = ap.parse_args(argv)
+    # Four speed runs and two memory runs: about 20 s with the default points.
+    with Progress("predict-speed", total=6, unit="part", quiet=args.quiet):
+        res = _measure(args.points)
+    if args.json:
+        print(json.dumps({k: round(v, 2) for k, v in res.items()}, indent=2))
+        return
+    _report(res)
+
+
+def _measure(n: int) -> dict[str, float]:
     rng = np.random.default_rng(0)
     xs = (50 + rng.normal(0, 5, n) + 10 * np.sin(np.arange(n) / 288 * 2 * np.pi)).tolist()
     ts = (1.7e9 + 300.0 * np.arange(n)).tolist()
@@ -90,16 +104,17 @@ def main() -> None:
             x = xs[i]
             d.update(ts[i], {"cpu": x, "latency": 2 * x + 1, "errors": xs[-i - 1], "drops": 0.0})
 
-    res = {
+    res: dict[str, float] = {
         "points": n,
-        "windowed_gaussian_pps": _rate(run_gauss, n),
-        "metric_baseline_pps": _rate(run_baseline, n),
-        "entity_1_metric_pps": _rate(run_entity, n),
-        "entity_4_metrics_pps": _rate(run_entity4, m4 * 4),
+        "windowed_gaussian_pps": _rate(run_gauss, n, "windowed gaussian"),
+        "metric_baseline_pps": _rate(run_baseline, n, "MetricBaseline"),
+        "entity_1_metric_pps": _rate(run_entity, n, "EntityDetector, 1 metric"),
+        "entity_4_metrics_pps": _rate(run_entity4, m4 * 4, "EntityDetector, 4 metrics"),
     }
     res["ratio_entity_vs_gaussian"] = res["entity_1_metric_pps"] / res["windowed_gaussian_pps"]
     # Memory per entity once its rolling windows are full.
     for label, metrics in (("1_metric", ("value",)), ("4_metrics", ("a", "b", "c", "d"))):
+        progress.step(f"memory, {label.replace('_', ' ')}")
         tracemalloc.start()
         before = tracemalloc.take_snapshot()
         d = EntityDetector()
@@ -110,10 +125,11 @@ def main() -> None:
         used = sum(s.size_diff for s in after.compare_to(before, "filename"))
         res[f"memory_per_entity_{label}_kib"] = used / 1024
         res[f"state_json_{label}_kib"] = len(json.dumps(d.state_dict())) / 1024
-    if args.json:
-        print(json.dumps({k: round(v, 2) for k, v in res.items()}, indent=2))
-        return
-    print(f"points per run: {n:,}")
+    return res
+
+
+def _report(res: dict[str, float]) -> None:
+    print(f"points per run: {int(res['points']):,}")
     print(f"windowed gaussian (reference)   {res['windowed_gaussian_pps']:>12,.0f} points/s")
     print(f"MetricBaseline (1 metric core)  {res['metric_baseline_pps']:>12,.0f} points/s")
     print(f"EntityDetector, 1 metric        {res['entity_1_metric_pps']:>12,.0f} points/s")

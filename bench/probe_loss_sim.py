@@ -30,6 +30,7 @@ from controller.services.health import (  # noqa: E402
 from controller.services.redirection import RedirectionEngine  # noqa: E402
 from controller.services.service import Service, ServiceTable  # noqa: E402
 from controller.services.shadow_table import ShadowTable  # noqa: E402
+from shadownet.progress import Progress  # noqa: E402
 
 
 def run(seed: int, loss: float, intervals: int, jitter: float) -> tuple[float, float, int]:
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intervals", type=int, default=90)
     parser.add_argument("--jitter", type=float, default=30.0, help="ms of answer-time jitter")
     parser.add_argument("--loss", type=float, nargs="+", default=[0.01, 0.03, 0.05, 0.10])
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.intervals < 30 or any(not 0 <= q < 1 for q in args.loss):
         parser.error("--runs >= 1, --intervals >= 30, every --loss in [0, 1)")
@@ -68,12 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.runs} runs of {args.intervals} intervals, 3 probes each, "
           f"{args.jitter:g} ms jitter")
     print("probe loss | runs with a trip | highest p (worst run) | lowest health (worst run)")
-    for q in args.loss:
-        results = [run(seed, q, args.intervals, args.jitter) for seed in range(args.runs)]
-        tripped = sum(r[2] > 0 for r in results)
-        print(f"{q:10.0%} | {tripped:4d} of {args.runs:<4d}     | "
-              f"{max(r[0] for r in results):.3f}                 | "
-              f"{min(r[1] for r in results):.3f}")
+    # The defaults are 800 runs, over a minute: one step per run, lines rate-limited.
+    with Progress("probe-loss-sim", total=args.runs * len(args.loss),
+                  quiet=args.quiet) as progress:
+        for q in args.loss:
+            results = []
+            for seed in range(args.runs):
+                progress.step(f"loss {q:.0%}")
+                results.append(run(seed, q, args.intervals, args.jitter))
+            tripped = sum(r[2] > 0 for r in results)
+            progress.clear()  # the table row goes to stdout, on the same terminal
+            print(f"{q:10.0%} | {tripped:4d} of {args.runs:<4d}     | "
+                  f"{max(r[0] for r in results):.3f}                 | "
+                  f"{min(r[1] for r in results):.3f}", flush=True)
     return 0
 
 

@@ -20,6 +20,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -28,13 +29,15 @@ from controller.forwarding import Forwarder, ForwardingSettings  # noqa: E402
 from controller.host_table import HostTable  # noqa: E402
 from controller.network_graph import Link, NetworkGraph  # noqa: E402
 from controller.signature_table import SignatureTable  # noqa: E402
+from shadownet import progress  # noqa: E402
+from shadownet.progress import Progress  # noqa: E402
 from topologies.zoo import load_zoo_graph  # noqa: E402
 
 
-class _NoCache(dict):
+class _NoCache(dict[Any, Any]):
     """A cache that never keeps anything."""
 
-    def __setitem__(self, key, value) -> None:
+    def __setitem__(self, key: Any, value: Any) -> None:
         pass
 
 
@@ -76,6 +79,7 @@ def run(topo: str, repeat: int, cached: bool) -> dict[str, list[float]]:
     if not cached:
         ofmsgs._oxm_field = cached_field.__wrapped__  # type: ignore[assignment]
     try:
+        variant = "cached" if cached else "baseline"
         fwd, links = build(topo, cached)
         started = time.perf_counter()
         install_all(fwd)
@@ -83,6 +87,7 @@ def run(topo: str, repeat: int, cached: bool) -> dict[str, list[float]]:
                                          "link cut": [], "link restored": []}
         for _ in range(repeat):
             for link in links:
+                progress.step(variant)  # outside the timed calls
                 started = time.perf_counter()
                 fwd.link_removed(link)
                 times["link cut"].append(time.perf_counter() - started)
@@ -94,17 +99,21 @@ def run(topo: str, repeat: int, cached: bool) -> dict[str, list[float]]:
         ofmsgs._oxm_field = cached_field
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--topo", default="Bics")
     ap.add_argument("--repeat", type=int, default=2)
-    args = ap.parse_args()
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    args = ap.parse_args(argv)
     fwd, links = build(args.topo)
     msgs = install_all(fwd)
     print(f"{args.topo}: {len(links)} links, {len(fwd.table.active_paths())} paths, "
           f"{msgs} messages to install them", flush=True)
-    base = run(args.topo, args.repeat, cached=False)
-    ours = run(args.topo, args.repeat, cached=True)
+    # A step is one link cut and restored; Bics with --repeat 2 takes over a minute.
+    with Progress("reroute", total=2 * args.repeat * len(links), unit="link",
+                  quiet=args.quiet):
+        base = run(args.topo, args.repeat, cached=False)
+        ours = run(args.topo, args.repeat, cached=True)
     print(f"{'event':18s} {'baseline ms':>24s} {'cached ms':>24s} {'ratio':>6s}")
     print(f"{'':18s} {'median':>11s} {'worst':>12s} {'median':>11s} {'worst':>12s}")
     for name in ours:

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from lab.scenarios import SCENARIOS
 
     lab = subparsers.add_parser("lab", help="Mininet labs (needs root)")
@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           "side by side)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--hub", choices=("eventlet", "native"), help="controller hub")
+    run.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress or lab messages on stderr (errors and missed targets "
+                          "still)")
     run.set_defaults(func=run_scenario)
 
 
@@ -36,6 +39,7 @@ def run_scenario(args: argparse.Namespace) -> int:
     from lab.ovs import LabError
     from lab.scenarios import SCENARIOS
     from lab.scenarios import run_scenario as run_one
+    from shadownet.progress import Progress
 
     signal.signal(signal.SIGTERM, _interrupt)
     scenario = SCENARIOS[args.scenario]
@@ -45,10 +49,15 @@ def run_scenario(args: argparse.Namespace) -> int:
     else:
         modes = list(scenario.modes) if args.mode == "all" else [args.mode]
     results = []
+    # One step per mode: a failover scenario runs three fresh labs of a few minutes each.
+    progress = Progress(args.scenario, total=len(modes) if scenario.modes else None,
+                        unit="mode", quiet=args.quiet)
     try:
-        for mode in modes:
-            results.append(run_one(args.scenario, topo, mode, args.hub,
-                                   log=lambda msg: print(msg, file=sys.stderr)))
+        with progress:
+            for mode in modes:
+                if mode is not None:  # shown with the lab's first phase, once the topo is good
+                    progress.step(mode, show=False)
+                results.append(run_one(args.scenario, topo, mode, args.hub, log=progress.log))
     except LabError as exc:
         print(f"shadownet: error: {exc}", file=sys.stderr)
         return 1

@@ -19,20 +19,21 @@ import time
 from typing import Any
 
 from lab.network import Lab
+from shadownet import progress
 
 NAMES = [f"svc{i}.shadow.test" for i in range(5)]
 ADMIN = "scenario-admin-token"
 
 
-def _iperf(client, server, seconds: int = 4) -> float:
+def _iperf(client: Any, server: Any, seconds: int = 4) -> float:
     out = client.cmd(f"iperf3 -c {server.IP()} -t {seconds} -J")
     try:
-        return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e6
+        return float(json.loads(out)["end"]["sum_received"]["bits_per_second"]) / 1e6
     except (ValueError, KeyError):
         return 0.0
 
 
-def _kernel_arp(host) -> set[tuple[str, str]]:
+def _kernel_arp(host: Any) -> set[tuple[str, str]]:
     out = host.cmd("ip neigh show")
     pairs = set()
     for line in out.splitlines():
@@ -42,7 +43,7 @@ def _kernel_arp(host) -> set[tuple[str, str]]:
     return pairs
 
 
-def _kernel_established(host) -> set[tuple[str, int, str, int]]:
+def _kernel_established(host: Any) -> set[tuple[str, int, str, int]]:
     out = host.cmd("ss -Htn state established")
     conns = set()
     for line in out.splitlines():
@@ -61,7 +62,7 @@ def _plain_ip(addr: str) -> str:
     return addr[7:] if addr.startswith("::ffff:") else addr
 
 
-def _mirror_established(state: dict, ip: str) -> set[tuple[str, int, str, int]]:
+def _mirror_established(state: dict[str, Any], ip: str) -> set[tuple[str, int, str, int]]:
     conns = set()
     for c in state["connections"]:
         if c["proto"] != "tcp" or c["state"] != "ESTABLISHED":
@@ -73,7 +74,7 @@ def _mirror_established(state: dict, ip: str) -> set[tuple[str, int, str, int]]:
     return conns
 
 
-def _agreement(kernel: set, mirror: set) -> tuple[int, int]:
+def _agreement(kernel: set[Any], mirror: set[Any]) -> tuple[int, int]:
     """(matching, total) over the union: both sides must hold the same entries."""
     union = kernel | mirror
     return len(kernel & mirror), len(union)
@@ -90,12 +91,15 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
     server.cmd("iperf3 -s -D >/dev/null 2>&1")
     time.sleep(1)
     lab.net.pingAll(timeout="3")
+    progress.phase("throughput, mirrors off", 4)
     off_before = _iperf(client, server)
 
+    progress.phase("starting the agent and the mirrors")
     agent = lab.start_agent(tokens={"tokens": {ADMIN: {"admin": True}}})
     lab.wait_for_mirrors(len(hosts))
     time.sleep(1)
     # Start from empty caches so every entry the kernel learns crosses the mirror.
+    progress.phase("traffic: ping, curl, dig")
     for host in hosts:
         host.cmd("ip neigh flush all")
     for host in hosts[1:]:
@@ -108,12 +112,14 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
     for i in range(3):
         client.cmd(f"dig +short @{server.IP()} n{i}.nosuch.test")
 
+    progress.phase("throughput, mirrors on", 4)
     on = _iperf(client, server)
+    progress.phase("comparing kernels with mirrors under load")
     long_iperf = client.popen(["iperf3", "-c", server.IP(), "-t", "10", "-b", "20M", "-P", "3",
                                "-J"])
     time.sleep(4)
     arp_ok = arp_all = tcp_ok = tcp_all = 0
-    states: dict[str, dict] = {}
+    states: dict[str, dict[str, Any]] = {}
     for host in hosts:
         _, states[host.name] = agent.request(f"/api/containers/{host.name}/state", ADMIN)
     kernel_tcp = {h.name: _kernel_established(h) for h in hosts}
@@ -128,7 +134,7 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
     iperf_report = json.loads(long_iperf.communicate(timeout=30)[0] or "{}")
     # Shunted connections: the switch's counters, folded in by the agent, must
     # account for every byte iperf3 sent (plus headers), final counters included.
-    time.sleep(6)  # the agent's unshunt delay, then the rules' final counters
+    progress.wait(6, "shunt counters")  # the agent's unshunt delay, then the final counters
     _, after = agent.request(f"/api/containers/{client.name}/state", ADMIN)
     accounted = _bytes_accounted(iperf_report, after, client.IP())
     dns_state = {d["name"]: {a["data"] for a in d["answers"] if a["type"] == "A"}
@@ -139,6 +145,7 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
     lags = [s["lag"] for s in summaries if s["lag"].get("samples")]
     lab.stop_agent()
     time.sleep(1)
+    progress.phase("throughput, mirrors off again", 4)
     off_after = _iperf(client, server)
     off = statistics.mean([off_before, off_after])
     return {
@@ -163,7 +170,7 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
     }
 
 
-def _bytes_accounted(iperf_report: dict, state: dict, ip: str) -> float | None:
+def _bytes_accounted(iperf_report: dict[str, Any], state: dict[str, Any], ip: str) -> float | None:
     """Wire bytes the mirror counted for iperf3's streams / payload bytes iperf3 sent.
 
     Slightly above 1 (headers: about 66 bytes per 1448-byte segment) when nothing

@@ -225,7 +225,7 @@ class Lab:
                 check=True, capture_output=True,
             )
 
-    def start_agent(self, tokens: dict | None = None, rules: dict | None = None,
+    def start_agent(self, tokens: dict[str, Any] | None = None, rules: dict[str, Any] | None = None,
                     args: list[str] | None = None) -> AgentProcess:
         """Start the mirroring agent against this lab's controller (``args``: extra flags)."""
         import yaml
@@ -242,9 +242,9 @@ class Lab:
         self.agent.start()
         return self.agent
 
-    def wait_for_mirrors(self, count: int, timeout: float = 30.0) -> list[dict]:
+    def wait_for_mirrors(self, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
-        mirrors: list[dict] = []
+        mirrors: list[dict[str, Any]] = []
         while time.monotonic() < deadline:
             mirrors = self.controller.get("/api/mirrors")
             if len(mirrors) >= count:

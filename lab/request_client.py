@@ -16,6 +16,7 @@ import json
 import threading
 import time
 import urllib.request
+from typing import Any
 
 
 def fetch(url: str, timeout: float) -> tuple[bool, str, float]:
@@ -30,8 +31,8 @@ def fetch(url: str, timeout: float) -> tuple[bool, str, float]:
     return ok and elapsed <= timeout * 1000, body, elapsed
 
 
-def run(url: str, rate: float, seconds: float, timeout: float) -> list[dict]:
-    results: list[dict] = []
+def run(url: str, rate: float, seconds: float, timeout: float) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
     lock = threading.Lock()
 
     def one(ts: float) -> None:

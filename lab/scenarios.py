@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.network import Lab
+from shadownet import progress
 
 
 def iperf3_pair(lab: Lab, seconds: int = 3) -> float:
@@ -25,7 +26,7 @@ def iperf3_pair(lab: Lab, seconds: int = 3) -> float:
         out = client.cmd(f"iperf3 -c {server.IP()} -p 5201 -t {seconds} -J")
         try:
             report = json.loads(out)
-            return round(report["end"]["sum_received"]["bits_per_second"] / 1e6, 1)
+            return round(float(report["end"]["sum_received"]["bits_per_second"]) / 1e6, 1)
         except (ValueError, KeyError):
             return 0.0
     finally:
@@ -108,9 +109,9 @@ def _service_scenario(run: Callable[..., dict[str, Any]], misses: Misses) -> Sce
 
 def _switch_scenario(run: Callable[..., dict[str, Any]], default_topo: str,
                      config: Callable[[str, Any], dict[str, Any]], misses: Misses) -> Scenario:
-    from lab import switch_scenarios as sw
+    from lab import service_scenarios as ss
 
-    return Scenario(run, default_topo, sw.MODES, config, misses=misses)
+    return Scenario(run, default_topo, ss.MODES, config, misses=misses)
 
 
 def _scenarios() -> dict[str, Scenario]:
@@ -150,7 +151,11 @@ def run_scenario(name: str, topo: str | None = None, mode: str | None = None,
     label = f" ({mode})" if mode else ""
     log(f"lab: {lab.info.name}{label}: {lab.info.switches} switches, {lab.info.hosts} hosts, "
         f"{lab.info.switch_links} links")
+    # Starting OVS, the controller and Mininet and waiting for LLDP takes up to a minute.
+    progress.phase("starting the lab")
     with lab:
         log(f"lab: topology discovered in {time.monotonic() - started:.1f}s; running {name}{label}")
+        progress.phase(f"running {name}")
         result = scenario.run(lab, mode) if mode else scenario.run(lab)
+        progress.phase("tearing the lab down")
     return {**result, "duration_s": round(time.monotonic() - started, 1)}

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lab.network import Lab
+from shadownet import progress
 
 VIP = "10.0.0.100"
 MODES = ("predictive", "reactive", "none")
@@ -137,7 +138,8 @@ class ServiceLab:
         self._client_proc.wait(timeout=self._client_seconds + 30)
         self._client_fh.close()
         try:
-            return json.loads(self._client_out.read_text())
+            results: list[dict[str, Any]] = json.loads(self._client_out.read_text())
+            return results
         except ValueError:
             return []
 
@@ -157,16 +159,18 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def degrading_node(lab: Lab, mode: str) -> dict[str, Any]:
     slab = ServiceLab(lab)
+    progress.phase("starting the servers")
     slab.start_servers()
-    time.sleep(WARMUP_S)  # probes and the engine learn the healthy node first
+    progress.wait(WARMUP_S, "warmup")  # probes and the engine learn the healthy node first
     total = sum(s for s, _, _ in DEGRADE_STEPS) + DEAD_S
     slab.start_client(total)
     for seconds, delay, loss in DEGRADE_STEPS:
         slab.set_delay(delay)
         slab.set_loss(loss)
-        time.sleep(seconds)
+        progress.wait(seconds, f"degrading: +{delay * 1000:.0f} ms, {loss:.0%} loss")
     died_at = time.time()
     slab.kill_primary()
+    progress.wait(DEAD_S, "primary dead")  # the client runs this long after the death
     results = slab.client_results()
     moves = slab.switchovers()
     out = {"mode": mode, **_summary(results)}
@@ -230,12 +234,14 @@ class HealthWatch:
 
 def noise_only(lab: Lab, mode: str) -> dict[str, Any]:
     slab = ServiceLab(lab)
+    progress.phase("starting the servers")
     slab.start_servers()
     slab.set_delay(0.0, NOISE_JITTER_S)
     slab.set_loss(NOISE_LOSS)
-    time.sleep(WARMUP_S)  # probes and the engine learn the healthy node first
+    progress.wait(WARMUP_S, "warmup")  # probes and the engine learn the healthy node first
     with HealthWatch(lab, slab.primary.name) as watch:
         slab.start_client(NOISE_S)
+        progress.wait(NOISE_S, "noisy node under load")  # the client's run, counted down
         results = slab.client_results()
     moves = slab.switchovers()
     trips = [e for e in lab.controller.get("/api/services/events")

@@ -30,6 +30,7 @@ from typing import Any
 from lab.network import Lab
 from lab.ovs import tx_packets
 from lab.service_scenarios import MODES
+from shadownet import progress
 
 RATE = 1000.0
 
@@ -43,7 +44,7 @@ def switch_config(mode: str, topo: Any, critical: list[int] | None = None) -> di
         "forwarding": {"fast_failover": mode != "none"},
     }
     if critical:
-        cfg["switch_shadowing"] = {"critical": critical}
+        cfg["switch_drain"] = {"critical": critical}
     return cfg
 
 
@@ -66,7 +67,8 @@ class Stream:
         self._recv.wait(timeout=120)
         self._fh.close()
         try:
-            return json.loads(self._out.read_text())
+            result: dict[str, Any] = json.loads(self._out.read_text())
+            return result
         except ValueError:
             return {"error": "receiver printed no result"}
 
@@ -92,6 +94,7 @@ def link_cut(lab: Lab, mode: str) -> dict[str, Any]:
     time.sleep(2)
     a, b = f"s{path[0]}", f"s{path[1]}"
     lab.net.configLinkStatus(a, b, "down")
+    progress.phase(f"{a}-{b} cut, stream running", 4)
     result = stream.result()
     after = lab.controller.get(f"/api/path?src={src.IP()}&dst={dst.IP()}")["switches"]
     return {"mode": mode, "cut": f"{a}-{b}", "path_before": path, "path_after": after,
@@ -123,9 +126,9 @@ def degrading_switch_config(mode: str, topo: Any) -> dict[str, Any]:
 
 
 def _pick_sport(lab: Lab, src: Any, dst: Any, switch: str, via: str) -> int:
-    """A source port whose flow crosses the critical switch, not its sampled shadow.
+    """A source port whose flow crosses the critical switch, not its sampled bypass.
 
-    A few percent of flows ride the shadow path all the time (hashed per flow),
+    A few percent of flows ride the bypass all the time (hashed per flow),
     so a stream that should cross the switch is checked on its egress counter.
     """
     for sport in range(40000, 40020):
@@ -146,22 +149,24 @@ def degrading_switch(lab: Lab, mode: str) -> dict[str, Any]:
     nxt = lab.net.get(f"s{path[path.index(CRITICAL) + 1]}")
     egress = lab.net.linksBetween(switch, nxt)[0]
     via = egress.intf1.name if egress.intf1.node is switch else egress.intf2.name
+    progress.phase(f"finding a stream through {via}")
     sport = _pick_sport(lab, src, dst, switch.name, via)
-    time.sleep(SWITCH_WARMUP_S)
+    progress.wait(SWITCH_WARMUP_S, "warmup")
     total = sum(s for s, _ in SWITCH_STEPS) + SWITCH_DEAD_S
     stream = Stream(lab, src, dst, seconds=total, sport=sport)
     try:
         for seconds, rate in SWITCH_STEPS:
             set_switch_rate(switch, rate)
-            time.sleep(seconds)
+            progress.wait(seconds, f"degrading: {rate} kbit/s" if rate else "degrading: healthy")
         died_at = time.time()
         for neighbour in {n for n in lab.net.switches if lab.net.linksBetween(switch, n)}:
             lab.net.configLinkStatus(switch.name, neighbour.name, "down")
+        progress.phase("switch dead", SWITCH_DEAD_S)
         result = stream.result()
     finally:
         set_switch_rate(switch, None)
-    shadowing = lab.controller.get("/api/switches/shadowing")
-    drains = [e for e in shadowing["events"] if e.get("kind") == "drained"]
+    drain_state = lab.controller.get("/api/switches/drain")
+    drains = [e for e in drain_state["events"] if e.get("kind") == "drained"]
     out = {"mode": mode, "critical": f"s{CRITICAL}", "stream_sport": sport, **result,
            "drains": len(drains),
            "drained_s_before_death": round(died_at - drains[0]["ts"], 1) if drains else None}
