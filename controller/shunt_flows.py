@@ -53,7 +53,7 @@ class Shunt:
 
     @property
     def id(self) -> str:
-        """The wire id; the agent's ``mirror.shunt.ShuntKey.id`` builds the same one."""
+        """The wire id; the agent's ``mirror.shunt_policy.ShuntKey.id`` builds the same one."""
         return f"{self.local_ip}:{self.local_port}-{self.remote_ip}:{self.remote_port}"
 
     @property

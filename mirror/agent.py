@@ -38,8 +38,8 @@ from mirror.history_store import HistoryStore, HistoryStoreError
 from mirror.lifecycle import Container, MirrorRecord
 from mirror.notify import WEBHOOK_RETRY, Notifier, post_json
 from mirror.rules import RuleError, RuleSet, load_rules
-from mirror.shunt import Shunter, ShuntKey, ShuntPolicy
 from mirror.shunt_driver import ShuntDriver
+from mirror.shunt_policy import Shunter, ShuntKey, ShuntPolicy
 from mirror.tenancy import Principal, TokenFileError, load_tokens
 from shadownet.retry import RetryPolicy, transient_http
 

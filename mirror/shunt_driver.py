@@ -1,6 +1,6 @@
 """The agent's side of elephant shunting: one thread that talks to the controller.
 
-:class:`~mirror.shunt.Shunter` decides; this thread carries the decisions out.
+:class:`~mirror.shunt_policy.Shunter` decides; this thread carries the decisions out.
 Every ``PLAN_INTERVAL`` (and at once when a shunted connection changes state,
 so a closing connection is copied in full again) it plans each mirror's
 shunts and asks the controller to install or remove them. Once a second it
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mirror.shunt import ShuntKey
+from mirror.shunt_policy import ShuntKey
 
 LOG = logging.getLogger("shadownet.agent.shunts")
 

@@ -6,10 +6,10 @@ import threading
 from types import SimpleNamespace
 
 from mirror import shunt_driver
-from mirror.shunt import Shunter
 from mirror.shunt_driver import ShuntDriver
+from mirror.shunt_policy import Shunter
 from mirror.tcp_state import ACK, FIN, ConnectionTable
-from tests.unit.test_shunt import KEY, SK, data, established, shunter
+from tests.unit.test_shunt_policy import KEY, SK, data, established, shunter
 
 BASE = "/api/mirrors/h1/shunts"
 

@@ -146,7 +146,7 @@ def test_fast_counter_polls_are_not_written_to_the_store_each_second(setup):
 def test_agent_and_controller_agree_on_the_shunt_id():
     """The id is a wire contract between two packages that do not import each other."""
     from controller.shunt_flows import Shunt
-    from mirror.shunt import ShuntKey
+    from mirror.shunt_policy import ShuntKey
 
     key = ShuntKey(CONN["local_ip"], CONN["local_port"], CONN["remote_ip"], CONN["remote_port"])
     assert Shunt.from_dict("h1", key.body()).id == key.id

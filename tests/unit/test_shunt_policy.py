@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from mirror.shunt import Shunter, ShuntKey, ShuntPolicy
+from mirror.shunt_policy import Shunter, ShuntKey, ShuntPolicy
 from mirror.tcp_state import ACK, BUSY_PACKETS, FIN, RST, SYN, ConnectionTable
 
 L, R = socket.inet_aton("10.0.0.1"), socket.inet_aton("10.0.0.2")
