@@ -37,16 +37,17 @@ def metric(doc: Any, path: str) -> float:
     return float(doc)
 
 
-def run(tree: Path, command: list[str], path: str) -> float:
+def run(tree: Path, command: list[str], paths: list[str]) -> list[float]:
     env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"}
     out = subprocess.run([sys.executable, str(tree / command[0]), *command[1:]], cwd=tree,
                          env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"against-rev: {command[0]} failed in {tree}:\n{out.stderr[-2000:]}")
     try:
-        return metric(json.loads(out.stdout), path)
+        doc = json.loads(out.stdout)
+        return [metric(doc, path) for path in paths]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise SystemExit(f"against-rev: no number at {path!r} in the output "
+        raise SystemExit(f"against-rev: no number at {paths} in the output "
                          f"({type(exc).__name__}: {exc}):\n{out.stdout[-500:]}") from None
 
 
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rev", required=True, help="the baseline git revision")
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--metric", required=True, help="dotted path of the number in the JSON")
+    p.add_argument("--metric", required=True, action="append",
+                   help="dotted path of a number in the JSON (repeat for several)")
     p.add_argument("--json", action="store_true")
     p.add_argument("command", nargs=argparse.REMAINDER)
     args = p.parse_args(argv)
@@ -70,26 +72,34 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base),
                         args.rev], check=True, capture_output=True)
         try:
-            values: dict[str, list[float]] = {"baseline": [], "current": []}
+            values: dict[str, dict[str, list[float]]] = {
+                m: {"baseline": [], "current": []} for m in args.metric}
             for i in range(args.runs):
                 for name, tree in (("baseline", base), ("current", ROOT)):
-                    values[name].append(run(tree, command, args.metric))
+                    got = run(tree, command, args.metric)
+                    for m, v in zip(args.metric, got, strict=True):
+                        values[m][name].append(v)
                     print(f"[against-rev] run {i + 1}/{args.runs} {name}: "
-                          f"{values[name][-1]:.1f}", file=sys.stderr, flush=True)
+                          + ", ".join(f"{v:.1f}" for v in got), file=sys.stderr, flush=True)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)],
                            check=False, capture_output=True)
-    ratio = statistics.median(values["current"]) / statistics.median(values["baseline"])
-    paired = statistics.median(c / b for b, c in zip(values["baseline"], values["current"],
-                                                      strict=True) if b)
+    report: dict[str, dict[str, Any]] = {}
+    for m, pair in values.items():
+        ratio = statistics.median(pair["current"]) / statistics.median(pair["baseline"])
+        paired = statistics.median(c / b for b, c in zip(pair["baseline"], pair["current"],
+                                                         strict=True) if b)
+        report[m] = {"runs": pair, "ratio_of_medians": ratio, "median_paired_ratio": paired}
     if args.json:
-        print(json.dumps({"rev": args.rev, "metric": args.metric, "runs": values,
-                          "ratio_of_medians": ratio, "median_paired_ratio": paired}))
+        print(json.dumps({"rev": args.rev, "metrics": report}))
         return 0
-    print(f"{' '.join(command)}  [{args.metric}], {args.runs} interleaved runs each")
-    print(f"baseline {args.rev[:12]:12s} {summary(values['baseline'])}")
-    print(f"current  {'HEAD+tree':12s} {summary(values['current'])}")
-    print(f"current / baseline = {ratio:.3f}x (median of paired runs {paired:.3f}x)")
+    print(f"{' '.join(command)}: {args.runs} interleaved runs each")
+    for m, r in report.items():
+        print(f"[{m}]")
+        print(f"  baseline {args.rev[:12]:12s} {summary(r['runs']['baseline'])}")
+        print(f"  current  {'HEAD+tree':12s} {summary(r['runs']['current'])}")
+        print(f"  current / baseline = {r['ratio_of_medians']:.3f}x "
+              f"(median of paired runs {r['median_paired_ratio']:.3f}x)")
     return 0
 
 
