@@ -32,7 +32,7 @@ Example::
       interval: 10
       flush_interval: 1.0
     prediction:
-      enabled: true         # false: act on measured health only (reactive-only)
+      enabled: true         # false: act on measured health only, same thresholds
     node_probes:            # active probes of service nodes (the Flow Monitor)
       interval: 10          # seconds between rounds
       count: 3              # probes per node and round
@@ -133,7 +133,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_body_bytes": Key(int, 65536, 256, 16 * 2**20),
     },
     "prediction": {
-        # Off: services and switches move only on measured health (reactive-only).
+        # Off: services and switches move only on measured health, same thresholds.
         "enabled": Key(bool, True),
     },
     "switch_drain": {

@@ -55,7 +55,7 @@ class ControllerCore:
     ) -> None:
         """``predictive``: node health includes the predictive engine's failure
         probability, so services move *before* a node fails; off, they move only
-        on measured health (the reactive-only mode)."""
+        on measured health (the same thresholds, no engine)."""
         self.lock = threading.RLock()
         self.clock = clock
         self.started = clock()

@@ -22,8 +22,10 @@ to *undrain*:
   that judges service nodes too;
 - draining is always allowed: a path with no way around the switch keeps it
   (see ``NetworkGraph.switch_path``), so draining never disconnects anyone;
-- with ``predictive`` off nothing is drained (reactive-only: the data-plane
-  groups and the port-down reroute act alone); each trip is still logged, once.
+- with ``predictive`` off the switch is scored without the engine's probability,
+  so it is drained on measured health alone, at the same levels (what
+  ``prediction.enabled: false`` promises); the data-plane groups and the
+  port-down reroute act as always.
 
 It sends nothing; :class:`SwitchDrain` wires prober, health, decisions and
 forwarder together for the core.
@@ -47,7 +49,6 @@ LOG = logging.getLogger(__name__)
 
 DRAINED = "drained"
 UNDRAINED = "undrained"
-NOT_DRAINED_REACTIVE = "not_drained_reactive"  # would have drained, predictive is off
 
 
 def switch_node(dpid: int) -> str:
@@ -84,7 +85,7 @@ class SwitchEvent:
 
     ts: float
     switch: int
-    kind: str  # drained, undrained, not_drained_reactive
+    kind: str  # drained, undrained
     reason: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -138,10 +139,6 @@ class SwitchFailover:
         if change is None:
             return
         if change.kind == TRIPPED:
-            if not self.settings.predictive:  # the verdict is logged, nothing moves
-                decision.events.append(SwitchEvent(now, dpid, NOT_DRAINED_REACTIVE,
-                                                   change.reason))
-                return
             self._drained.add(dpid)
             decision.drain.append(dpid)
             decision.events.append(SwitchEvent(now, dpid, DRAINED, change.reason))
@@ -167,7 +164,7 @@ class SwitchDrain:
                  prober: SwitchProber | None = None) -> None:
         self.settings = settings
         self.forwarder = forwarder
-        if monitor is None:  # reactive-only: health from the probes alone
+        if monitor is None:  # prediction off: health from the probes alone
             monitor = HealthMonitor(node_engine() if settings.predictive else None)
         self.monitor = monitor
         self.prober = prober or SwitchProber(timeout=settings.probe_interval)

@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--topo",
                      help="single,N | linear,N | tree,D,F | ring,N | fattree,K | zoo:NAME | "
                           "zoo:FILE.gml (default: the scenario's own)")
-    run.add_argument("--mode", choices=("predictive", "reactive", "none", "all"),
+    run.add_argument("--mode", choices=("predictive", "health", "none", "all"),
                      default="all",
                      help="failover scenarios: which mode to run (default: all three, "
                           "side by side)")

@@ -7,8 +7,9 @@ in one of three modes, so what prediction buys is visible side by side:
 
 - ``predictive``: probes plus the predictive engine; the service moves when
   the node's failure probability or health crosses its thresholds;
-- ``reactive``: probes without prediction, thresholds that only trip on a
-  node that has stopped answering (fast failover stays on for links);
+- ``health``: the same probes and thresholds without prediction
+  (``prediction.enabled: false``): the one difference is the engine's
+  probability, so what prediction buys is what separates the two;
 - ``none``: no probes, no fast failover: nothing moves the service.
 
 **degrading-node**: the primary's answers slow down step by step (20 to 200 ms),
@@ -35,7 +36,7 @@ from lab.network import Lab
 from shadownet import progress
 
 VIP = "10.0.0.100"
-MODES = ("predictive", "reactive", "none")
+MODES = ("predictive", "health", "none")
 RATE = 10.0  # client requests per second
 WARMUP_S = 30.0  # the predictive engine needs about 20 intervals of baseline
 
@@ -78,9 +79,6 @@ def service_config(mode: str, topo: Any) -> dict[str, Any]:
     }
     if mode == "none":
         service["monitor"] = False  # steered, never probed: nothing moves it
-    if mode == "reactive":
-        # Trip only on a node that no longer answers at all.
-        service["thresholds"] = {"enter_health": 0.05, "dead_health": 0.05}
     return {
         "services": [service],
         "reconcile": {"interval": 1},

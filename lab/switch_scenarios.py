@@ -6,7 +6,8 @@ service scenarios:
 
 - ``predictive``: fast-failover groups, switch probes and the predictive
   engine (critical switches are drained before they fail);
-- ``reactive``: fast-failover groups and port-down reroutes only;
+- ``health``: the same, without the engine's probability: critical switches
+  are drained on measured health alone;
 - ``none``: no fast failover; the controller reroutes when it hears of the failure.
 
 **link-cut**: a link on the stream's path goes down (both ends) without

@@ -52,7 +52,7 @@ class TestNoiseOnly:
 
 class TestLinkCut:
     def test_fast_failover_gap_is_within_50ms(self):
-        r = run_scenario("link-cut", mode="reactive")
+        r = run_scenario("link-cut", mode="health")
         assert r["sent"] == 6000 and r["received"] > 0
         assert r["path_after"] != r["path_before"]
         assert r["lost"] <= 50 and r["gap_ms"] <= 50.0, shown(r)
@@ -65,10 +65,11 @@ class TestDegradingSwitch:
         assert r["lost"] == 0, shown(r)
         assert r["drains"] == 1 and r["drained_s_before_death"] > 0, shown(r)
 
-    def test_reactive_loses_what_the_failing_switch_drops(self):
-        r = run_scenario("degrading-switch", mode="reactive")
-        assert r["drains"] == 0
-        assert r["lost"] > 0 and r["received"] > 0, shown(r)
+    def test_health_alone_drains_the_switch_with_prediction_off(self):
+        r = run_scenario("degrading-switch", mode="health")
+        assert r["drains"] == 1 and r["received"] > 0, shown(r)
+        reason = r["drain_reason"]
+        assert reason["trigger"] == "health" and reason["failure_probability"] == 0.0, shown(r)
 
 
 class TestBypassSampling(LabTest):

@@ -233,7 +233,7 @@ def test_degrading_node_counts_down_its_warmup_steps_and_death(tmp_path, clock, 
 
 
 def test_noise_only_counts_down_the_noisy_minute(tmp_path, clock, report):
-    out = ss.noise_only(FakeLab(tmp_path), "reactive")
+    out = ss.noise_only(FakeLab(tmp_path), "health")
     assert out["requests"] == 2 and out["migrations"] == 1 and out["trips"] == 0
     assert out["margin"]["enter_health"] == 0.4
     lines = phases(report)
@@ -247,7 +247,7 @@ def test_noise_only_counts_down_the_noisy_minute(tmp_path, clock, report):
 
 def test_link_cut_says_which_link_is_down(tmp_path, clock, report):
     lab = FakeLab(tmp_path)
-    out = sw.link_cut(lab, "reactive")
+    out = sw.link_cut(lab, "health")
     assert out["cut"] == "s1-s2" and out["gap_ms"] == 3.0 and lab.net.downs == [("s1", "s2")]
     assert any(line.startswith("[test] s1-s2 cut, stream running 0s/4s") for line in phases(report))
 
@@ -355,11 +355,11 @@ def test_lab_run_shows_each_mode_and_keeps_stdout_for_the_result(fake_runs, caps
     assert main(["lab", "run", "degrading-node", "--json"]) == 0
     out, err = capsys.readouterr()
     doc = json.loads(out)  # stdout is the JSON document and nothing else
-    assert [m["mode"] for m in doc["modes"]] == ["predictive", "reactive", "none"]
+    assert [m["mode"] for m in doc["modes"]] == ["predictive", "health", "none"]
     lines = err.splitlines()
     assert lines[:2] == ["lab: linear,3 (predictive)",
                          "[degrading-node] mode 1/3 predictive · warmup 0s/30s · 0s elapsed"]
-    assert "[degrading-node] mode 2/3 reactive · warmup 0s/30s · 30s elapsed · ~1m left" in lines
+    assert "[degrading-node] mode 2/3 health · warmup 0s/30s · 30s elapsed · ~1m left" in lines
     assert lines[-1] == "[degrading-node] done: 3 modes in 1m30s"
 
 
@@ -375,7 +375,7 @@ def test_a_failed_lab_run_ends_with_its_error(fake_runs, capsys):
     _, err = capsys.readouterr()
     assert err.splitlines()[-2:] == ["[link-cut] mode 3/3 none · warmup 20s/30s · 1m20s elapsed "
                                      "· ~10s left", "shadownet: error: OVS went away"]
-    assert fake_runs == ["predictive", "reactive", "none"]
+    assert fake_runs == ["predictive", "health", "none"]
 
 
 def test_a_bad_topology_is_still_one_line(monkeypatch, capsys):

@@ -15,12 +15,12 @@ from lab.scenarios import SCENARIOS
     ("mirror", None, {"arp_agreement_pct": 97.5, "dns_agreement_pct": 100.0}, True),
     ("degrading-node", "predictive", {"failed": 0}, False),
     ("degrading-node", "predictive", {"failed": 3}, True),
-    ("degrading-node", "reactive", {"failed": 83}, False),  # a baseline promises nothing
-    ("noise-only", "reactive", {"migrations": 0}, False),
+    ("degrading-node", "health", {"failed": 83}, False),  # a baseline promises nothing
+    ("noise-only", "health", {"migrations": 0}, False),
     ("noise-only", "predictive", {"migrations": 1}, True),
-    ("link-cut", "reactive", {"gap_ms": 8.0}, False),
+    ("link-cut", "health", {"gap_ms": 8.0}, False),
     ("link-cut", "predictive", {"gap_ms": 51.0}, True),
-    ("link-cut", "reactive", {"error": "receiver printed no result"}, True),
+    ("link-cut", "health", {"error": "receiver printed no result"}, True),
     ("link-cut", "none", {"gap_ms": 900.0}, False),
     ("degrading-switch", "predictive", {"lost": 0}, False),
     ("degrading-switch", "predictive", {"lost": 12}, True),

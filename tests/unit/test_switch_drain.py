@@ -463,16 +463,11 @@ def test_high_probability_blocks_undrain_even_with_good_health():
     assert run(f, [(0.9, 0.95)] * 5, start=2) == []
 
 
-def test_reactive_only_never_drains_but_says_it_would_have():
-    f = policy(predictive=False)
-    assert run(f, [(0.1, 0.99)] * 10) == []
-    kinds = [e.kind for e in f.events]
-    assert kinds == ["not_drained_reactive"]  # once per trip, not every interval
-    run(f, [(0.9, 0), (0.1, 0), (0.1, 0)], start=10)  # one good interval does not clear a trip
-    assert [e.kind for e in f.events] == ["not_drained_reactive"]
-    run(f, [(0.9, 0), (0.9, 0), (0.1, 0), (0.1, 0)], start=40)  # cleared, then a new trip
-    assert [e.kind for e in f.events] == ["not_drained_reactive"] * 2
-    assert f.drained() == set()
+def test_prediction_off_drains_on_health_alone_at_the_same_levels():
+    f = policy(predictive=False)  # the monitor has no engine: the probability stays 0
+    assert run(f, [(0.9, 0.0)] * 5) == []
+    assert run(f, [(0.4, 0.0), (0.4, 0.0)], start=5) == [("drain", 1)]
+    assert f.drained() == {2} and f.events[-1].kind == "drained"
 
 
 def test_switches_and_service_nodes_get_the_same_verdict_from_the_same_evidence():
@@ -575,20 +570,19 @@ def test_a_failing_critical_switch_is_drained_then_brought_back():
     assert not shadowing.packet_in(1, 1, arp_request(1, 2), 31.0)
 
 
-def test_reactive_only_runtime_keeps_paths_on_a_failing_switch():
+def test_prediction_off_runtime_drains_a_switch_that_stops_answering():
     fwd, net = make()
-    shadowing = SwitchDrain(
-        DrainSettings(critical=frozenset({2}), predictive=False), fwd)
-    assert shadowing.monitor.engine is None  # health from the probes alone
+    drain = SwitchDrain(DrainSettings(critical=frozenset({2}), predictive=False), fwd)
+    assert drain.monitor.engine is None  # health from the probes alone
     for dpid in fwd.graph.switches():
-        net.send(shadowing.switch_connected(dpid))
+        net.send(drain.switch_connected(dpid))
     install(fwd, net, [(1, 3)])
     kinds = []
     for second in range(10):
-        msgs, events = shadowing.tick(float(second), fwd.graph.switches())
+        msgs, events = drain.tick(float(second), fwd.graph.switches())
         kinds += [e.kind for e in events]
-        assert not [m for _, m in msgs if not isinstance(m, parser.OFPPacketOut)]
-        deliver_probes(net, shadowing, msgs, float(second), dead={2} if second >= 3 else set())
-    assert kinds == ["not_drained_reactive"] and fwd.drained == set()
-    assert forward_path(fwd, 1, 3) == [1, 2, 3]
+        net.send(deliver_probes(net, drain, msgs, float(second),
+                                dead={2} if second >= 3 else set()))
+    assert kinds == ["drained"] and fwd.drained == {2}
+    assert 2 not in forward_path(fwd, 1, 3)
     assert SwitchDrain(DrainSettings(), fwd).monitor.engine is not None
