@@ -39,6 +39,9 @@ from controller.state_store import StateStore, default_db_url
 LOG = logging.getLogger("shadownet")
 
 SHUNT_COUNTER_INTERVAL = 1.0  # seconds between counter polls of shunt flows
+# Seconds between saves of the predictive engines' baselines (and one on stop): a
+# crash costs at most this much learning, a save costs one JSON row per engine.
+BASELINE_SAVE_INTERVAL = 60.0
 LOOP_LAG_WARNING = 3.0  # seconds; os-ken times a link out after 10 s without LLDP
 _REMOVED_REASONS = {0: "idle_timeout", 1: "hard_timeout", 2: "delete", 3: "group_delete"}
 
@@ -385,10 +388,14 @@ class ShadownetApp(app_manager.OSKenApp):
                 LOG.warning("event loop held up %.1fs (links time out after 10s)", lag)
 
     def _flush_loop(self) -> None:
+        baselines_saved = time.monotonic()
         while self._sleep(self.cfg["reconcile"]["flush_interval"]):
             try:
                 self.core.flush()
                 self.core.refresh_gauges()
+                if time.monotonic() - baselines_saved >= BASELINE_SAVE_INTERVAL:
+                    baselines_saved = time.monotonic()
+                    self.core.save_baselines()
             except Exception:  # noqa: BLE001 - keep the controller up; the next flush retries
                 LOG.exception("persisting state failed")
 
@@ -404,6 +411,7 @@ class ShadownetApp(app_manager.OSKenApp):
         self._running = False
         try:
             self.core.flush()
+            self.core.save_baselines()
         finally:
             if self.core.store is not None:
                 self.core.store.close()

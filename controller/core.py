@@ -34,6 +34,7 @@ from controller.services.service import Node, Service, services_from_config
 from controller.signature_table import ACTIVE, REMOVED, SignatureTable
 from controller.state_store import StateStore, StoreError
 from controller.switch_drain import DrainSettings, SwitchDrain
+from predictive.engine import PredictiveEngine
 
 LOG = logging.getLogger(__name__)
 # LLDP frames sent out of a link's port since its last answer before its silence
@@ -85,6 +86,8 @@ class ControllerCore:
                                   self.clock())
         shadow = DrainSettings.from_config(switch_drain or {})
         self.switch_drain = SwitchDrain(replace(shadow, predictive=predictive), self.forwarder)
+        if store is not None:
+            self.restore_baselines()
         self.node_health: dict[str, NodeHealth] = {}
         self.port_stats = PortStats()
         self.unhealthy: dict[str, dict[str, Any]] = {}
@@ -324,6 +327,39 @@ class ControllerCore:
             svc = Service.from_dict(data, "service")
             self.send(self._counted(self.services.declare(svc, self.connected)))
             return svc.as_dict()
+
+    def _engines(self) -> dict[str, PredictiveEngine]:
+        """The predictive engines whose baselines outlive a restart, by name."""
+        engines = {"nodes": self.services.health.engine,
+                   "switches": self.switch_drain.monitor.engine}
+        return {name: engine for name, engine in engines.items() if engine is not None}
+
+    def save_baselines(self) -> None:
+        """Store every engine's baselines (the app calls this periodically and on stop)."""
+        if self.store is None:
+            return
+        with self.lock:
+            states = {name: engine.state_dict() for name, engine in self._engines().items()}
+        for name, state in states.items():
+            try:
+                self.store.save_engine_state(name, state, self.clock())
+            except StoreError as exc:
+                LOG.error("baselines of %s not saved: %s", name, exc)
+
+    def restore_baselines(self) -> None:
+        """Take back the stored baselines; a stored state that does not fit is dropped
+        (the engine learns afresh) and said so."""
+        assert self.store is not None
+        for name, engine in self._engines().items():
+            state = self.store.load_engine_state(name)
+            if state is None:
+                continue
+            try:
+                engine.restore_state(state)
+            except (ValueError, KeyError, TypeError) as exc:
+                LOG.warning("stored %s baselines ignored: %s", name, exc)
+                continue
+            LOG.info("%s baselines restored: %d entities", name, len(state.get("entities", {})))
 
     def reconfigure(self, change: ConfigDiff) -> list[OutMsg]:
         """Apply a reload's diff (see :mod:`controller.config_reload`); flows that the

@@ -188,6 +188,17 @@ class ServiceStateRow(Base):
     last_switch: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
+class EngineStateRow(Base):
+    """A predictive engine's baselines (``PredictiveEngine.state_dict``), by engine name,
+    so a restarted controller does not learn every node's normal again."""
+
+    __tablename__ = "engine_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    saved_at: Mapped[float] = mapped_column(Float)
+
+
 # Columns renamed since an older release: (table, new name) -> old name.
 RENAMED_COLUMNS = {("flow_signatures", "bypass_percent"): "shadow_percent"}
 
@@ -406,6 +417,21 @@ class StateStore:
                 session.execute(delete(MirrorRow).where(MirrorRow.container == container))
 
         self._retried(f"deletion of mirror {container}", transaction, self.retry_locked)
+
+    def load_engine_state(self, name: str) -> dict[str, Any] | None:
+        def load() -> dict[str, Any] | None:
+            with Session(self.engine) as session:
+                row = session.get(EngineStateRow, name)
+                return dict(row.state) if row is not None else None
+
+        return self._retried(f"load of {name} baselines", load)
+
+    def save_engine_state(self, name: str, state: dict[str, Any], now: float) -> None:
+        def transaction() -> None:
+            with Session(self.engine) as session, session.begin():
+                session.merge(EngineStateRow(name=name, state=state, saved_at=now))
+
+        self._retried(f"save of {name} baselines", transaction)
 
     def ping(self) -> bool:
         try:

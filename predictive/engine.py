@@ -118,15 +118,21 @@ class PredictiveEngine:
             state = json.loads(p.read_text())
         except ValueError as exc:
             raise ValueError(f"{p}: not a JSON engine state ({exc})") from None
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise ValueError(f"{p}: not a shadownet predictive state file")
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(
-                f"{p}: state version {state.get('version')} is not {STATE_VERSION}; "
-                "delete it to start fresh baselines"
-            )
         eng = cls(config, model)
-        eng._entities = {
-            k: EntityDetector.from_state(v, model) for k, v in state["entities"].items()
-        }
+        try:
+            eng.restore_state(state)
+        except ValueError as exc:
+            raise ValueError(f"{p}: {exc}") from None
         return eng
+
+    def restore_state(self, state: object) -> None:
+        """Take back :meth:`state_dict`'s output (from a file or a database): every
+        entity's baselines, replacing those this engine has."""
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise ValueError("not a shadownet predictive state")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')} is not {STATE_VERSION}; "
+                             "delete it to start fresh baselines")
+        self._entities = {
+            k: EntityDetector.from_state(v, self.model) for k, v in state["entities"].items()
+        }

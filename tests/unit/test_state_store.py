@@ -67,3 +67,33 @@ def test_a_database_out_of_reach_loses_nothing_it_catches_up_on_the_next_flush(t
     assert core.flush() == 2
     assert sorted(f.dpid for f in store.load_flows()) == [1, 2]
     assert core.flush() == 0  # nothing left over
+
+
+def test_the_engines_baselines_survive_a_restart(tmp_path):
+    """What docs/predictive.md promises: a restarted controller keeps what it learned."""
+    from controller.services.health import ProbeResult, probe_metrics
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    service = {"name": "web", "vip": "10.0.0.100", "port": 80,
+               "primary": {"name": "h2", "ip": "10.0.0.2", "mac": "00:00:00:00:00:02"}}
+    core = ControllerCore(StateStore(url), services=[service])
+    for t in range(30):
+        core.observe_node("h2", float(t), probe_metrics([ProbeResult(True, 2.0 + t % 3)] * 3))
+    learned = core.services.health.engine.state_dict()
+    assert learned["entities"]  # it did learn something
+    core.save_baselines()
+    core.store.close()
+
+    again = ControllerCore(StateStore(url), services=[service])
+    assert again.services.health.engine.state_dict() == learned
+    fresh = ControllerCore(StateStore(f"sqlite:///{tmp_path / 'other.db'}"), services=[service])
+    assert not fresh.services.health.engine.state_dict()["entities"]
+
+
+def test_stored_baselines_that_do_not_fit_are_dropped_not_fatal(tmp_path, caplog):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    store = StateStore(url)
+    store.save_engine_state("nodes", {"format": "something else"}, 0.0)
+    core = ControllerCore(store)
+    assert "stored nodes baselines ignored" in caplog.text
+    assert not core.services.health.engine.state_dict()["entities"]
