@@ -13,7 +13,12 @@ has.  :class:`NamespaceApplier` turns :class:`~mirror.state.StateChange` events
   the path verified to work per namespace here.  Whether pyroute2 0.9's
   NFCTSocket can create entries in another namespace was not evaluated; it would
   save a fork per connection;
-* DNS -> nothing: a resolver cache is not kernel state (counted as skipped).
+* DNS answers -> ``/etc/netns/<netns>/hosts``: a resolver cache is not kernel
+  state, but ``ip netns exec <netns>`` bind-mounts that file over
+  ``/etc/hosts``, so ``getent hosts``, ``ping name`` and every libc lookup run
+  in the mirror see the names and addresses the container was given (A and
+  AAAA answers still within their TTL; NXDOMAIN has no hosts-file form). The
+  file is rewritten whole, atomically, on each change.
 
 Every operation is idempotent (``replace``; insert-or-update; deleting what is
 already gone is success).  Failures are logged and counted in :attr:`stats`,
@@ -23,8 +28,10 @@ never raised: the engine calls this from its change callback.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from mirror.state import StateChange
@@ -52,7 +59,8 @@ class NamespaceApplier:
     """Applies state changes to network namespace ``netns`` through interface ``ifname``."""
 
     def __init__(self, netns: str, ifname: str, nud: str = "permanent",
-                 runner: Runner = _run, enter: bool = False) -> None:
+                 runner: Runner = _run, enter: bool = False,
+                 etc_dir: Path | None = None) -> None:
         """``enter=True``: the first call moves the calling thread into ``netns`` (setns)
         and talks netlink there directly — neighbours, routes and conntrack entries
         without a proxy process or a fork. Use it from one dedicated thread only."""
@@ -67,6 +75,9 @@ class NamespaceApplier:
         self._enter = enter
         self._ifindex: int | None = None
         self.applied: dict[tuple[str, str], dict[str, Any]] = {}
+        # Where ``ip netns exec`` finds the namespace's own /etc files.
+        self.hosts_file = (etc_dir or Path("/etc/netns") / netns) / "hosts"
+        self._dns: dict[str, dict[str, Any]] = {}
         self.stats = {"applied": 0, "removed": 0, "failed": 0, "skipped": 0}
 
     # -- netlink ------------------------------------------------------------------------------
@@ -118,6 +129,8 @@ class NamespaceApplier:
                 done = self._route(key, value, remove)
             elif kind == "connection":
                 done = self._conntrack(value, remove)
+            elif kind == "dns":
+                done = self._dns_answer(key, value, remove)
             else:
                 done = None
         except Exception as exc:  # never into the engine
@@ -157,6 +170,10 @@ class NamespaceApplier:
             key = _conn_key(c)
             wanted.add(("connection", key))
             self.apply(StateChange(ts, "connection", "add", key, c))
+        for d in snapshot.get("dns", []):
+            key = f"{d['name']} {d['type']}"
+            wanted.add(("dns", key))
+            self.apply(StateChange(ts, "dns", "add", key, d))
         for kind, key in [k for k in self.applied if k not in wanted]:
             self.apply(StateChange(ts, kind, "remove", key, self.applied[(kind, key)]))
 
@@ -175,6 +192,17 @@ class NamespaceApplier:
                             self.netns, exc)
 
     # -- neighbours and routes ----------------------------------------------------------------
+
+    def _dns_answer(self, key: str, value: dict[str, Any], remove: bool) -> bool:
+        if remove:
+            self._dns.pop(key, None)
+        else:
+            self._dns[key] = value
+        self.hosts_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.hosts_file.with_name(".hosts.tmp")
+        tmp.write_text(hosts_text(self._dns.values(), self.netns))
+        os.replace(tmp, self.hosts_file)
+        return True
 
     def _neigh(self, ip: str, value: dict[str, Any], remove: bool) -> bool:
         ns = self._netns()
@@ -301,6 +329,24 @@ class NamespaceApplier:
                 raise
             self._ct.update(orig, timeout, tcp_state)
         return True
+
+
+def hosts_text(entries: Iterable[dict[str, Any]], netns: str) -> str:
+    """A hosts file of DNS answers: each A/AAAA address under the name that was asked."""
+    lines = [f"# DNS answers seen by the container mirrored in {netns} (shadownet-agent)",
+             "127.0.0.1\tlocalhost", "::1\tlocalhost"]
+    seen = set()
+    for entry in sorted(entries, key=lambda e: (e.get("name", ""), e.get("type", ""))):
+        if entry.get("rcode") != "NOERROR":
+            continue
+        name = str(entry.get("name", "")).rstrip(".")
+        if not name or any(c.isspace() or c == "#" for c in name):
+            continue  # nothing a hosts file could hold
+        for answer in entry.get("answers", []):
+            if answer.get("type") in ("A", "AAAA") and (answer["data"], name) not in seen:
+                seen.add((answer["data"], name))
+                lines.append(f"{answer['data']}\t{name}")
+    return "\n".join(lines) + "\n"
 
 
 def _conn_key(c: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import subprocess
 import threading
 import zlib
@@ -28,6 +29,8 @@ LOG = logging.getLogger(__name__)
 
 NETNS_PREFIX = "snm-"
 MIRROR_IFNAME = "mirror0"
+# `ip netns exec NS` bind-mounts files from here over /etc (the mirror's hosts file).
+NETNS_ETC = Path("/etc/netns")
 RECORD_DIR = Path("/run/shadownet/mirrors")
 
 
@@ -278,6 +281,7 @@ def destroy(container: str, bridge: str | None = None) -> None:
     if ns in netns.listnetns():
         netns.remove(ns)
     (RECORD_DIR / f"{ns}.json").unlink(missing_ok=True)
+    shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)  # the DNS answers' hosts file
 
 
 def save_record(record: MirrorRecord) -> None:

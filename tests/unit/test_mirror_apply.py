@@ -100,17 +100,18 @@ def test_sync_snapshot_into_namespace_then_updates_and_removals(netns):
 
 
 @needs_netns
-def test_failures_are_counted_not_raised(netns):
+def test_failures_are_counted_not_raised(netns, tmp_path):
     ap = NamespaceApplier(netns, "snt-nope")
     ok = ap.apply(StateChange(1.0, "arp", "add", "10.0.0.2", {"ip": "10.0.0.2", "mac": S}))
     assert not ok and ap.stats["failed"] == 1
     ap.close()
-    ap = NamespaceApplier(netns, "snt-m0")
+    ap = NamespaceApplier(netns, "snt-m0", etc_dir=tmp_path)
     bad = {"proto": "tcp", "orig_ip": "10.0.0.1", "resp_ip": "not-an-ip", "orig_port": 1,
            "resp_port": 2, "state": "ESTABLISHED"}
     assert not ap.apply(StateChange(1.0, "connection", "add", "x", bad))
     assert ap.apply(StateChange(1.0, "dns", "add", "a.example A", {"answers": []}))
-    assert ap.stats == {"applied": 0, "removed": 0, "failed": 1, "skipped": 1}
+    assert ap.apply(StateChange(1.0, "mystery", "add", "x", {}))  # not ours: skipped
+    assert ap.stats == {"applied": 1, "removed": 0, "failed": 1, "skipped": 1}
     ap.close()
 
 
@@ -168,3 +169,30 @@ def test_ctnetlink_client_create_update_delete(netns):
     thread.join(10)
     assert errors[-1] == 2  # ENOENT
     assert "sport=40000" not in sh("ip", "netns", "exec", netns, "conntrack", "-L")
+
+
+def test_dns_answers_become_the_mirror_namespaces_hosts_file(tmp_path):
+    """`ip netns exec` bind-mounts /etc/netns/<ns>/hosts: libc lookups in the mirror see
+    what the container was told (A/AAAA within TTL; NXDOMAIN leaves no line)."""
+    from mirror.apply import NamespaceApplier
+    from mirror.state import StateChange
+
+    ap = NamespaceApplier("snm-web", "mirror0", etc_dir=tmp_path)
+    www = {"name": "www.example.", "type": "A", "rcode": "NOERROR",
+           "answers": [{"type": "CNAME", "name": "www.example.", "data": "edge.example.",
+                        "ttl": 60},
+                       {"type": "A", "name": "edge.example.", "data": "192.0.2.7", "ttl": 60}]}
+    v6 = {"name": "www.example.", "type": "AAAA", "rcode": "NOERROR",
+          "answers": [{"type": "AAAA", "name": "www.example.", "data": "2001:db8::7",
+                       "ttl": 60}]}
+    gone = {"name": "nope.example.", "type": "A", "rcode": "NXDOMAIN", "answers": []}
+    for key, value in (("www.example. A", www), ("www.example. AAAA", v6),
+                       ("nope.example. A", gone)):
+        assert ap.apply(StateChange(1.0, "dns", "add", key, value))
+    lines = (tmp_path / "hosts").read_text().splitlines()
+    assert "192.0.2.7\twww.example" in lines and "2001:db8::7\twww.example" in lines
+    assert "127.0.0.1\tlocalhost" in lines and not any("nope" in line for line in lines)
+    ap.apply(StateChange(70.0, "dns", "remove", "www.example. A", www))  # its TTL ran out
+    lines = (tmp_path / "hosts").read_text().splitlines()
+    assert "192.0.2.7\twww.example" not in lines and "2001:db8::7\twww.example" in lines
+    assert ap.stats["failed"] == 0 and ap.stats["applied"] == 3
