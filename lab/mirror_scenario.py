@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import subprocess
 import time
 from typing import Any
 
 from lab.network import Lab
+from mirror.lifecycle import netns_name
 from shadownet import progress
 
 NAMES = [f"svc{i}.shadow.test" for i in range(5)]
@@ -54,6 +56,44 @@ def _kernel_established(host: Any) -> set[tuple[str, int, str, int]]:
             pip, pport = peer.rsplit(":", 1)
             conns.add((_plain_ip(lip), int(lport), _plain_ip(pip), int(pport)))
     return conns
+
+
+def _namespace_arp(netns: str) -> set[tuple[str, str]]:
+    """The mirror namespace's own neighbour table (what `ip -n NS neigh` shows)."""
+    out = subprocess.run(["ip", "-n", netns, "neigh", "show"], capture_output=True,
+                         text=True, check=False).stdout
+    pairs = set()
+    for line in out.splitlines():
+        m = re.match(r"(\S+) dev \S+ lladdr (\S+) (\S+)", line)
+        if m:
+            pairs.add((m.group(1), m.group(2).lower()))
+    return pairs
+
+
+def _namespace_established(netns: str, ip: str) -> set[tuple[str, int, str, int]]:
+    """ESTABLISHED TCP entries of the mirror namespace's conntrack table, seen from ``ip``."""
+    out = subprocess.run(["ip", "netns", "exec", netns, "conntrack", "-L", "-p", "tcp"],
+                         capture_output=True, text=True, check=False).stdout
+    conns = set()
+    for line in out.splitlines():
+        if " ESTABLISHED " not in line:
+            continue
+        m = re.search(r"src=(\S+) dst=(\S+) sport=(\d+) dport=(\d+)", line)
+        if not m:
+            continue
+        src, dst, sport, dport = m.group(1), m.group(2), int(m.group(3)), int(m.group(4))
+        if src == ip:
+            conns.add((ip, sport, dst, dport))
+        elif dst == ip:
+            conns.add((ip, dport, src, sport))
+    return conns
+
+
+def _namespace_resolves(netns: str, name: str) -> set[str]:
+    """What a lookup inside the mirror namespace answers (its hosts file, via libc)."""
+    out = subprocess.run(["ip", "netns", "exec", netns, "getent", "ahostsv4", name],
+                         capture_output=True, text=True, check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 def _plain_ip(addr: str) -> str:
@@ -124,6 +164,11 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
         _, states[host.name] = agent.request(f"/api/containers/{host.name}/state", ADMIN)
     kernel_tcp = {h.name: _kernel_established(h) for h in hosts}
     kernel_arp = {h.name: _kernel_arp(h) for h in hosts}
+    # The same, read from each mirror namespace's own kernel: what `ip -n` and
+    # `conntrack` show there, not the agent's model of it.
+    ns_arp = {h.name: _namespace_arp(netns_name(h.name)) for h in hosts}
+    ns_tcp = {h.name: _namespace_established(netns_name(h.name), h.IP()) for h in hosts}
+    ns_arp_ok = ns_arp_all = ns_tcp_ok = ns_tcp_all = 0
     for host in hosts:
         state = states[host.name]
         ok, total = _agreement(kernel_arp[host.name],
@@ -131,6 +176,10 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
         arp_ok, arp_all = arp_ok + ok, arp_all + total
         ok, total = _agreement(kernel_tcp[host.name], _mirror_established(state, host.IP()))
         tcp_ok, tcp_all = tcp_ok + ok, tcp_all + total
+        ok, total = _agreement(kernel_arp[host.name], ns_arp[host.name])
+        ns_arp_ok, ns_arp_all = ns_arp_ok + ok, ns_arp_all + total
+        ok, total = _agreement(kernel_tcp[host.name], ns_tcp[host.name])
+        ns_tcp_ok, ns_tcp_all = ns_tcp_ok + ok, ns_tcp_all + total
     iperf_report = json.loads(long_iperf.communicate(timeout=30)[0] or "{}")
     # Shunted connections: the switch's counters, folded in by the agent, must
     # account for every byte iperf3 sent (plus headers), final counters included.
@@ -140,6 +189,8 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
     dns_state = {d["name"]: {a["data"] for a in d["answers"] if a["type"] == "A"}
                  for d in states[client.name]["dns"] if d["rcode"] == "NOERROR"}
     dns_ok = sum(1 for n, ips in dig_answers.items() if ips and dns_state.get(n) == ips)
+    dns_ns_ok = sum(1 for n, ips in dig_answers.items()
+                    if ips and _namespace_resolves(netns_name(client.name), n) == ips)
     summaries = [agent.request(f"/api/containers/{h.name}", ADMIN)[1] for h in hosts]
     kernel_drops = sum(s["kernel_drops"] for s in summaries)
     lags = [s["lag"] for s in summaries if s["lag"].get("samples")]
@@ -157,6 +208,12 @@ def mirror_scenario(lab: Lab) -> dict[str, Any]:
         "tcp_established_agreement_pct": round(100 * tcp_ok / tcp_all, 1) if tcp_all else None,
         "tcp_established": tcp_all,
         "dns_agreement_pct": round(100 * dns_ok / len(NAMES), 1),
+        # Against each mirror namespace's own kernel and resolver, not the agent's model.
+        "namespace_arp_agreement_pct": (round(100 * ns_arp_ok / ns_arp_all, 1)
+                                        if ns_arp_all else None),
+        "namespace_tcp_established_agreement_pct": (round(100 * ns_tcp_ok / ns_tcp_all, 1)
+                                                    if ns_tcp_all else None),
+        "namespace_dns_agreement_pct": round(100 * dns_ns_ok / len(NAMES), 1),
         "sync_lag_p50_ms": (round(statistics.median(x["p50_ms"] for x in lags), 3)
                             if lags else None),
         "sync_lag_p99_ms": max(x["p99_ms"] for x in lags) if lags else None,
