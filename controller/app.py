@@ -35,6 +35,7 @@ from controller.ofmsgs import OutMsg
 from controller.port_stats import PortCounters
 from controller.reconciler import ObservedFlow
 from controller.state_store import StateStore, default_db_url
+from controller.switch_drain import DrainSettings
 
 LOG = logging.getLogger("shadownet")
 
@@ -65,7 +66,8 @@ class ShadownetApp(app_manager.OSKenApp):
                 hard_timeout=fwd["hard_timeout"],
                 priority=fwd["priority"],
                 fast_failover=fwd["fast_failover"],
-                critical_switches=frozenset(cfg["switch_drain"]["critical"]),
+                critical_switches=DrainSettings.from_config(cfg["switch_drain"]).critical,
+                every_switch_critical=cfg["switch_drain"]["critical"] == "all",
                 bypass_sample_percent=cfg["switch_drain"]["sample_percent"],
             ),
             history_seconds=cfg["reconcile"]["history_seconds"],

@@ -43,7 +43,7 @@ Example::
       allowed_hosts: []     # Host names accepted besides localhost and wsapi_host
       max_body_bytes: 65536
     switch_drain:       # keep a live bypass around critical switches
-      critical: [2, 5]      # switch dpids
+      critical: [2, 5]      # switch dpids, or all
       sample_percent: 2     # % of flows hashed onto the shadow all the time (0..5)
       probe_interval: 1.0   # seconds between health probes of a critical switch
       enter_probability: 0.9
@@ -137,7 +137,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "enabled": Key(bool, True),
     },
     "switch_drain": {
-        "critical": Key(list, [], 0, 2**64 - 1, item=int),
+        # dpids, or "all": every switch is eligible (no need to know which will fail).
+        "critical": Key(list, [], 0, 2**64 - 1, choices=("all",), item=int),
         "sample_percent": Key((int, float), 2, 0, 5),
         "probe_interval": Key((int, float), 1.0, 0.05, 3600),
         "enter_probability": Key((int, float), 0.9, 0, 1),
@@ -249,6 +250,8 @@ def _check(path: str, value: Any, spec: Key, source: str) -> Any:
     if bool in types:
         return check.boolean(value, where)
     if list in types:
+        if isinstance(value, str) and spec.choices:  # a list, or one named choice
+            return check.choice(value, where, spec.choices)
         items = check.items(value, where)
         if spec.item is None:
             return items

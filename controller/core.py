@@ -265,7 +265,7 @@ class ControllerCore:
     def switch_tick(self) -> list[OutMsg]:
         """One switch-probe interval: score critical switches, drain or undrain, probe."""
         with self.lock:
-            critical = self.switch_drain.settings.critical
+            critical = self.switch_drain.settings.critical_of(self.connected)
             extra = {dpid: self.port_stats.switch(dpid) for dpid in critical}
             msgs, events = self.switch_drain.tick(self.clock(), self.connected, extra)
             for event in events:
@@ -277,11 +277,12 @@ class ControllerCore:
         with self.lock:
             sh = self.switch_drain
             return {
-                "critical": sorted(sh.settings.critical),
+                "critical": sorted(sh.settings.critical_of(self.connected)),
                 "drained": sorted(self.forwarder.drained),
                 "sample_percent": self.forwarder.settings.bypass_sample_percent,
                 "health": {str(dpid): _health_view(h) for dpid, h in sh.health.items()},
-                "ports": {str(dpid): self.port_stats.ports(dpid) for dpid in sh.settings.critical},
+                "ports": {str(dpid): self.port_stats.ports(dpid)
+                          for dpid in sh.settings.critical_of(self.connected)},
                 "events": [e.as_dict() for e in sh.failover.events],
             }
 

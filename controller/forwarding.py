@@ -67,6 +67,7 @@ class ForwardingSettings:
     fast_failover: bool = True
     # Switch drain: paths crossing one of these get a bypass around it ...
     critical_switches: frozenset[int] = frozenset()
+    every_switch_critical: bool = False  # switch_drain.critical: all
     # ... and this percent of their flows (hashed per flow) rides the bypass all the
     # time, through a select group; 0 keeps a fast-failover group (bypass used on failure).
     bypass_sample_percent: float = 2.0
@@ -262,8 +263,10 @@ class Forwarder:
         if switch_path is None:
             self.stats.unroutable += 1
             return [], self._remove_path(key, keep=set(), reason="no_path")
+        critical = (set(self.graph.switches()) if s.every_switch_critical
+                    else s.critical_switches)
         plan = plan_path(self.graph, switch_path, src.port, dst.port, protect=s.fast_failover,
-                         critical=s.critical_switches, avoid=self.drained)
+                         critical=critical, avoid=self.drained)
         old_groups = {e.entry_id: (e.group_id, e.bypass_percent)
                       for e in self.table.active_path(key) if e.group_id is not None}
         msgs: list[OutMsg] = []

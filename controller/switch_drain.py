@@ -61,6 +61,7 @@ class DrainSettings:
     """The ``switch_drain:`` config section."""
 
     critical: frozenset[int] = frozenset()
+    every_switch: bool = False  # critical: all; every switch is probed and may be drained
     sample_percent: float = 2.0
     probe_interval: float = 1.0
     enter_probability: float = 0.9
@@ -75,8 +76,17 @@ class DrainSettings:
     def from_config(cls, section: Mapping[str, Any]) -> DrainSettings:
         """From the validated config section (see ``controller.config``)."""
         values = dict(section)
-        values["critical"] = frozenset(values.get("critical", ()))
+        critical = values.get("critical", ())
+        values["every_switch"] = critical == "all"
+        values["critical"] = frozenset() if critical == "all" else frozenset(critical)
         return cls(**values)
+
+    def is_critical(self, dpid: int) -> bool:
+        return self.every_switch or dpid in self.critical
+
+    def critical_of(self, switches: Iterable[int]) -> set[int]:
+        """The critical ones among ``switches`` (all of them with ``critical: all``)."""
+        return {d for d in switches if self.is_critical(d)}
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,7 @@ class SwitchFailover:
         """Take this interval's health per switch (by dpid); non-critical ones are ignored."""
         decision = SwitchDecision()
         for dpid in sorted(health):
-            if dpid in self.settings.critical:
+            if self.settings.is_critical(dpid):
                 self._judge(dpid, health[dpid], now, decision)
         for event in decision.events:
             self.events.append(event)
@@ -189,7 +199,7 @@ class SwitchDrain:
 
         ``extra``: more metrics per switch (port drops and errors per second).
         """
-        probed = sorted(self.settings.critical & set(connected))
+        probed = sorted(self.settings.critical_of(connected))
         current: dict[int, NodeHealth] = {}
         for dpid in probed:
             metrics = self.prober.metrics(dpid, now)

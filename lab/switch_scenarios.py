@@ -23,6 +23,7 @@ down). Reported: packets lost, and when its paths moved relative to the death.
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 import time
@@ -36,7 +37,8 @@ from shadownet import progress
 RATE = 1000.0
 
 
-def switch_config(mode: str, topo: Any, critical: list[int] | None = None) -> dict[str, Any]:
+def switch_config(mode: str, topo: Any, critical: list[int] | str | None = None
+                  ) -> dict[str, Any]:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     cfg: dict[str, Any] = {
@@ -119,11 +121,11 @@ def set_switch_rate(switch: Any, rate_kbit: int | None) -> None:
 SWITCH_STEPS = [(4, None), (8, 1100), (6, 700)]
 SWITCH_DEAD_S = 5.0
 SWITCH_WARMUP_S = 35.0  # probes and the engine need a baseline of the healthy switch
-CRITICAL = 2  # s2: the transit switch of the stream on ring,4
 
 
 def degrading_switch_config(mode: str, topo: Any) -> dict[str, Any]:
-    return switch_config(mode, topo, critical=[CRITICAL])
+    """Every switch is critical: the controller is not told which one will fail."""
+    return switch_config(mode, topo, critical="all")
 
 
 def _pick_sport(lab: Lab, src: Any, dst: Any, switch: str, via: str) -> int:
@@ -140,14 +142,16 @@ def _pick_sport(lab: Lab, src: Any, dst: Any, switch: str, via: str) -> int:
     raise ValueError(f"no stream from {src.name} to {dst.name} crosses {via}")
 
 
-def degrading_switch(lab: Lab, mode: str) -> dict[str, Any]:
+def degrading_switch(lab: Lab, mode: str, rng: random.Random | None = None) -> dict[str, Any]:
+    """Degrade one transit switch of the stream's path, picked at random: every switch is
+    critical, so the controller cannot know which one it will be."""
     lab.net.pingAll(timeout="3")
     src, dst, path = far_pair(lab)
-    if CRITICAL not in path[1:-1]:
-        raise ValueError(f"degrading-switch needs s{CRITICAL} as a transit switch "
-                         f"(stream path {path}); use a ring")
-    switch = lab.net.get(f"s{CRITICAL}")
-    nxt = lab.net.get(f"s{path[path.index(CRITICAL) + 1]}")
+    if len(path) < 3:
+        raise ValueError(f"degrading-switch needs a transit switch (stream path {path})")
+    victim = (rng or random.Random()).choice(path[1:-1])
+    switch = lab.net.get(f"s{victim}")
+    nxt = lab.net.get(f"s{path[path.index(victim) + 1]}")
     egress = lab.net.linksBetween(switch, nxt)[0]
     via = egress.intf1.name if egress.intf1.node is switch else egress.intf2.name
     progress.phase(f"finding a stream through {via}")
@@ -167,9 +171,12 @@ def degrading_switch(lab: Lab, mode: str) -> dict[str, Any]:
     finally:
         set_switch_rate(switch, None)
     drain_state = lab.controller.get("/api/switches/drain")
-    drains = [e for e in drain_state["events"] if e.get("kind") == "drained"]
-    out = {"mode": mode, "critical": f"s{CRITICAL}", "stream_sport": sport, **result,
+    drained = [e for e in drain_state["events"] if e.get("kind") == "drained"]
+    drains = [e for e in drained if e.get("switch") == victim]
+    out = {"mode": mode, "victim": f"s{victim}", "stream_sport": sport, **result,
            "drains": len(drains),
+           "other_drains": sorted(f"s{e.get('switch')}" for e in drained
+                                  if e.get("switch") != victim),
            "drained_s_before_death": round(died_at - drains[0]["ts"], 1) if drains else None}
     if drains:
         out["drain_reason"] = drains[0].get("reason")

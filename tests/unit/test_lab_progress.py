@@ -163,7 +163,8 @@ class Controller:
             return [{"name": "web", "health": {},
                      "thresholds": {"enter_health": 0.4, "enter_probability": 0.8}}]
         if path.startswith("/api/switches/"):  # the drain state, whatever its name this week
-            return {"events": [{"kind": "drained", "ts": self.now - 3, "reason": "predicted"}]}
+            return {"events": [{"kind": "drained", "switch": 2, "ts": self.now - 3,
+                                "reason": "predicted"}]}
         raise AssertionError(f"unexpected GET {path}")
 
 

@@ -48,10 +48,11 @@ def mesh(edges: list[tuple[int, int]]) -> tuple[NetworkGraph, list[Link]]:
     return graph, links
 
 
-def make(graph_links=None, critical=(2,), sample=2.0, fast_failover=True):
+def make(graph_links=None, critical=(2,), sample=2.0, fast_failover=True, every=False):
     graph, links = graph_links or ring_graph(6)
     settings = ForwardingSettings(fast_failover=fast_failover,
                                   critical_switches=frozenset(critical),
+                                  every_switch_critical=every,
                                   bypass_sample_percent=sample)
     fwd = Forwarder(graph, HostTable(), SignatureTable(), settings)
     net = FakeNetwork(links)
@@ -586,3 +587,36 @@ def test_prediction_off_runtime_drains_a_switch_that_stops_answering():
     assert kinds == ["drained"] and fwd.drained == {2}
     assert 2 not in forward_path(fwd, 1, 3)
     assert SwitchDrain(DrainSettings(), fwd).monitor.engine is not None
+
+
+def test_critical_all_probes_and_judges_every_switch_without_naming_one(tmp_path):
+    """No oracle: with ``critical: all`` the operator need not know which switch will fail."""
+    from controller import config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("switch_drain:\n  critical: all\n")
+    section = config.load(path)["switch_drain"]
+    settings = DrainSettings.from_config(section)
+    assert settings.every_switch and settings.critical_of([1, 2, 3]) == {1, 2, 3}
+    f = SwitchFailover(settings)
+    for t, score in enumerate([0.2, 0.2]):
+        f.step({3: health(3, float(t), score)}, float(t))
+    assert f.drained() == {3}
+    path.write_text("switch_drain:\n  critical: some\n")
+    with pytest.raises(config.ConfigError, match="switch_drain.critical: must be one of all"):
+        config.load(path)
+
+
+def test_critical_all_plans_a_bypass_around_every_transit_switch():
+    # 1 -> 4 on a 6-ring crosses 2 and 3 (or 6 and 5): each transit switch gets a bypass.
+    fwd, net = make(critical=(), every=True)
+    install(fwd, net, [(1, 4)])
+    path = forward_path(fwd, 1, 4)
+    bypasses = [e.path for e in fwd.table.active() if e.kind == "bypass"]
+    transit = path[1:-1]
+    assert len(transit) == 2
+    for before, switch in zip(path, transit, strict=False):
+        assert any(p[0] == before and switch not in p for p in bypasses), (before, switch)
+    fwd_named, net_named = make(critical=())
+    install(fwd_named, net_named, [(1, 4)])
+    assert not [e for e in fwd_named.table.active() if e.kind == "bypass"]
