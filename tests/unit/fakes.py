@@ -277,3 +277,42 @@ def connect_ring(core, n: int = 4, learn_hosts: bool = True) -> FakeNetwork:
         for i in range(1, n + 1):
             core.packet_in(i, 1, arp_request(i, i % n + 1))
     return net
+
+
+class FakeClock:
+    """A clock that only moves when something sleeps: ``time.sleep`` and
+    ``time.monotonic`` patched onto it, so timed waits run instantly."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    @classmethod
+    def installed(cls, monkeypatch) -> FakeClock:
+        import time
+
+        clock = cls()
+        monkeypatch.setattr(time, "sleep", clock.sleep)
+        monkeypatch.setattr(time, "monotonic", clock)
+        return clock
+
+
+def load_bench(name: str):
+    """A benchmark script as a module (``bench/`` is not a package). Registered in
+    ``sys.modules`` first: its dataclasses look their module up there."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -7,7 +7,6 @@ wiring is checked without OVS, root or minutes of CPU.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import socket
@@ -21,35 +20,18 @@ from typing import Any
 
 import pytest
 
+from tests.unit.fakes import FakeClock, load_bench
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def load(name: str) -> ModuleType:
-    """A benchmark script as a module (``bench/`` is not a package)."""
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+    return load_bench(name)
 
 
 @pytest.fixture
-def clock(monkeypatch) -> Clock:
-    c = Clock()
-    monkeypatch.setattr(time, "sleep", c.sleep)
-    monkeypatch.setattr(time, "monotonic", c)
-    return c
+def clock(monkeypatch) -> FakeClock:
+    return FakeClock.installed(monkeypatch)
 
 
 # --- noise_margin: repeated lab runs -------------------------------------------------------

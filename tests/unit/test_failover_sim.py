@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
 from lab.degradation_patterns import BENIGN, FAILING, KINDS, Pattern, draw
+from tests.unit.fakes import load_bench
 
-_spec = importlib.util.spec_from_file_location(
-    "bench_failover_sim", Path(__file__).resolve().parents[2] / "bench" / "failover_sim.py")
-assert _spec is not None and _spec.loader is not None
-failover_sim = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = failover_sim  # its dataclasses look their module up there
-_spec.loader.exec_module(failover_sim)
+failover_sim = load_bench("failover_sim")
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -25,26 +25,13 @@ from lab import switch_scenarios as sw
 from lab.ovs import LabError
 from shadownet.cli import main
 from shadownet.progress import Progress
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+from tests.unit.fakes import FakeClock
 
 
 @pytest.fixture
-def clock(monkeypatch) -> Clock:
+def clock(monkeypatch) -> FakeClock:
     """Every sleep (the scenarios' own and the reporter's) advances a fake monotonic clock."""
-    c = Clock()
-    monkeypatch.setattr(time, "sleep", c.sleep)
-    monkeypatch.setattr(time, "monotonic", c)
-    return c
+    return FakeClock.installed(monkeypatch)
 
 
 @pytest.fixture
