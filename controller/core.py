@@ -34,7 +34,7 @@ from controller.services.service import Node, Service, services_from_config
 from controller.signature_table import ACTIVE, REMOVED, SignatureTable
 from controller.state_store import StateStore, StoreError
 from controller.switch_drain import DrainSettings, SwitchDrain
-from predictive.engine import PredictiveEngine
+from predictive.trend import TrendEngine
 
 LOG = logging.getLogger(__name__)
 # LLDP frames sent out of a link's port since its last answer before its silence
@@ -329,7 +329,7 @@ class ControllerCore:
             self.send(self._counted(self.services.declare(svc, self.connected)))
             return svc.as_dict()
 
-    def _engines(self) -> dict[str, PredictiveEngine]:
+    def _engines(self) -> dict[str, TrendEngine]:
         """The predictive engines whose baselines outlive a restart, by name."""
         engines = {"nodes": self.services.health.engine,
                    "switches": self.switch_drain.monitor.engine}

@@ -42,8 +42,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from predictive.detector import DetectorConfig
-from predictive.engine import PredictiveEngine
+from predictive.trend import TrendEngine
 
 METRICS = ("latency_ms", "loss", "error_rate", "cpu", "mem")
 
@@ -58,6 +57,7 @@ class ProbeResult:
 
 
 PROBES = "probes"  # metrics key: how many probes the interval's ``loss`` is a share of
+LATENCY_FLOOR = "latency_floor_ms"  # metrics key: the fastest answer of the interval
 
 
 def probe_metrics(results: Iterable[ProbeResult]) -> dict[str, float]:
@@ -66,6 +66,8 @@ def probe_metrics(results: Iterable[ProbeResult]) -> dict[str, float]:
     Latency is the median of answered probes (one slow probe is not a slow
     node); loss counts unanswered probes, and ``probes`` says out of how many,
     so the monitor can weigh the evidence; error rate is over answered probes.
+    The fastest answer is kept too (``latency_floor_ms``): jitter only adds
+    delay, so the predictive engine reads latency trends from it.
     """
     results = list(results)
     if not results:
@@ -77,6 +79,7 @@ def probe_metrics(results: Iterable[ProbeResult]) -> dict[str, float]:
         latencies = [r.latency_ms for r in answered if r.latency_ms is not None]
         if latencies:
             out["latency_ms"] = float(statistics.median(latencies))
+            out[LATENCY_FLOOR] = float(min(latencies))
     return out
 
 
@@ -88,18 +91,6 @@ class HealthSettings:
     latency_scale_ms: float = 100.0  # extra latency that halves the latency factor
     cpu_knee: float = 0.85  # CPU fraction above which the factor falls to 0 at 100%
     mem_knee: float = 0.9
-    # What the predictive engine sees: each metric's median over the last
-    # ``engine_window`` intervals (one slow interval is not a trend), rounded to
-    # ``engine_resolution``. Latency counts above ``latency_good_ms`` only and on
-    # a log scale (``log2(1 + excess / resolution)``, rounded): the engine flags
-    # values a node has never shown, so without a resolution a node that has
-    # answered in 1.2 ms for a minute looks "novel" at 4 ms, and without the log
-    # a node that jitters by 30 ms keeps setting new records as samples grow.
-    engine_window: int = 3
-    engine_resolution: Mapping[str, float] = field(default_factory=lambda: {
-        "latency_ms": 10.0, "loss": 0.25, "error_rate": 0.25, "cpu": 0.05, "mem": 0.05,
-        "drops_per_s": 1.0, "errors_per_s": 1.0,  # port counters (controller.port_stats)
-    })
     # Loss is the Wilson lower bound over the probes of the last ``loss_window``
     # intervals, ``loss_z`` standard errors below the observed share (1.96: the
     # usual 95 % two-sided interval, so 97.5 % sure of at least this much loss).
@@ -118,8 +109,6 @@ class HealthSettings:
                 raise ValueError(f"health weights: unknown metric {name!r}")
             if w < 0:
                 raise ValueError(f"health weights: {name!r} must be >= 0, got {w}")
-        if self.engine_window < 1:
-            raise ValueError("health engine_window must be >= 1")
         if self.loss_window < 1:
             raise ValueError("health loss_window must be >= 1")
         if not 0.0 <= self.loss_z < math.inf:
@@ -163,32 +152,26 @@ class NodeHealth:
         }
 
 
-def node_engine(settings: HealthSettings | None = None) -> PredictiveEngine:
-    """The predictive engine for node and switch health, tuned for probe metrics.
+def node_engine() -> TrendEngine:
+    """The predictive engine for node and switch health: sustained worsening.
 
-    NAB's defaults flag any value beyond the range seen so far (a new record is
-    an anomaly there). Probe metrics arrive already rounded to their resolution
-    (see ``HealthSettings``), so the engine is told that resolution and counts a
-    value one whole range beyond what it has seen as 63 % of full drift: a
-    quiet node that slows down stands out at once, a noisy one must leave its
-    usual band.
+    Not the general novelty detector: a node that shows a value it never
+    showed before (a level shift, a short slow spell) is not thereby about to
+    fail, and moving a service off it is a disruption of its own. The trend
+    engine (:mod:`predictive.trend`) flags metrics that keep getting worse.
     """
-    s = settings or HealthSettings()
-    resolution = {name: (1.0 if name == "latency_ms" else step)
-                  for name, step in s.engine_resolution.items()}
-    return PredictiveEngine(DetectorConfig(novelty_scale=1.0, resolution=resolution))
+    return TrendEngine()
 
 
 class HealthMonitor:
     """Per-node health scores, with a predictive engine entity ``node:<name>`` per node."""
 
     def __init__(
-        self, engine: PredictiveEngine | None = None, settings: HealthSettings | None = None
+        self, engine: TrendEngine | None = None, settings: HealthSettings | None = None
     ) -> None:
         self.engine = engine
         self.settings = settings or HealthSettings()
         self._last: dict[str, NodeHealth] = {}
-        self._recent: dict[str, dict[str, deque[float]]] = {}
         self._probes: dict[str, deque[tuple[int, int]]] = {}  # (lost, sent) per interval
 
     @staticmethod
@@ -271,23 +254,13 @@ class HealthMonitor:
         return out
 
     def engine_view(self, node: str, metrics: Mapping[str, float | None]) -> dict[str, float]:
-        """The metrics as the predictive engine gets them (see ``HealthSettings``)."""
-        s = self.settings
-        recent = self._recent.setdefault(node, {})
-        out: dict[str, float] = {}
-        for name, value in metrics.items():
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                continue
-            v = float(value)
-            window = recent.setdefault(name, deque(maxlen=s.engine_window))
-            window.append(v)
-            v = float(statistics.median(window))
-            step = s.engine_resolution.get(name, 0.0)
-            if name == "latency_ms" and step > 0:
-                # Continuous on the log scale; the engine's resolution floors its range.
-                out[name] = math.log2(1.0 + max(0.0, v - s.latency_good_ms) / step)
-            else:
-                out[name] = math.floor(v / step + 0.5) * step if step > 0 else v
+        """The metrics as the predictive engine gets them: latency as the interval's
+        fastest answer where the probes gave one (jitter only adds delay)."""
+        out = {name: float(v) for name, v in metrics.items()
+               if v is not None and name != LATENCY_FLOOR and math.isfinite(float(v))}
+        floor = metrics.get(LATENCY_FLOOR)
+        if floor is not None and math.isfinite(float(floor)):
+            out["latency_ms"] = float(floor)
         return out
 
     def get(self, node: str) -> NodeHealth | None:
@@ -298,7 +271,6 @@ class HealthMonitor:
 
     def forget(self, node: str) -> None:
         self._last.pop(node, None)
-        self._recent.pop(node, None)
         self._probes.pop(node, None)
         if self.engine is not None:
             self.engine.forget(self.entity(node))

@@ -41,7 +41,7 @@ from controller.services.steering import (
     vip_punts,
 )
 from controller.signature_table import SignatureTable
-from predictive.engine import PredictiveEngine
+from predictive.trend import TrendEngine
 
 LOG = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class ServiceRuntime:
         table: SignatureTable,
         graph: NetworkGraph | None = None,
         *,
-        engine: PredictiveEngine | None = None,
+        engine: TrendEngine | None = None,
         weights: ShadowWeights | None = None,
         keep_seconds: float = 300.0,
         locate: Callable[[Node], int | None] | None = None,
