@@ -42,6 +42,7 @@ from controller.services.health import (  # noqa: E402
     node_engine,
     probe_metrics,
 )
+from controller.services.liveness import LivenessSettings, MissCounter  # noqa: E402
 from controller.services.redirection import RedirectionEngine  # noqa: E402
 from controller.services.service import Service, ServiceTable  # noqa: E402
 from controller.services.shadow_table import ShadowTable  # noqa: E402
@@ -88,8 +89,25 @@ def probe(rng: random.Random, pattern: Pattern, t: float) -> list[ProbeResult]:
     return out
 
 
-def play(pattern: Pattern, mode: str, seed: int, interval: float, horizon: float) -> Outcome:
+def liveness_verdict(rng: random.Random, pattern: Pattern, start: float, end: float,
+                     live: LivenessSettings, counter: MissCounter) -> float | None:
+    """The liveness checks of the active node sent in [start, end): when the node was
+    declared unreachable (the deadline of the check that made the run long enough)."""
+    ts = start
+    while ts < end:
+        c = pattern.at(ts)
+        answered = not c.dead and rng.random() >= c.loss and (
+            c.latency_ms + rng.uniform(0.0, c.jitter_ms) <= live.timeout * 1000)
+        if counter.record("p", answered):
+            return ts + live.timeout
+        ts += live.interval
+    return None
+
+
+def play(pattern: Pattern, mode: str, seed: int, interval: float, horizon: float,
+         live: LivenessSettings | None = None) -> Outcome:
     """One pattern through the controller's judgement; when the service left the primary."""
+    live = live or LivenessSettings()
     svc = Service.from_dict({
         "name": "web", "vip": "10.0.0.100", "port": 80,
         "primary": {"name": "p", "ip": "10.0.0.2", "mac": "00:00:00:00:00:02"},
@@ -101,6 +119,8 @@ def play(pattern: Pattern, mode: str, seed: int, interval: float, horizon: float
                       base_jitter_ms=pattern.base_jitter_ms, base_loss=pattern.base_loss,
                       peak_ms=pattern.base_ms)
     rng = random.Random(seed * 7919 + 1)  # the same probe draws in every mode
+    live_rng = random.Random(seed * 7919 + 2)  # and the same liveness draws
+    counter = MissCounter(live.misses)
     end = horizon if pattern.death_at is None else min(horizon, pattern.death_at + AFTER_DEATH_S)
     t = 0.0
     while t < end:
@@ -109,6 +129,12 @@ def play(pattern: Pattern, mode: str, seed: int, interval: float, horizon: float
         plan = redirection.step(monitor.snapshot(), t)
         if any(e.kind == "switchover" and e.node == "p" for e in plan.events):
             return Outcome(pattern.kind, pattern.fails, pattern.death_at, t, end)
+        if live.enabled:
+            found = liveness_verdict(live_rng, pattern, t, t + interval, live, counter)
+            if found is not None and redirection.unreachable("p", found, {"evidence": "sim"}):
+                plan = redirection.step(monitor.snapshot(), found)
+                if any(e.kind == "switchover" and e.node == "p" for e in plan.events):
+                    return Outcome(pattern.kind, pattern.fails, pattern.death_at, found, end)
         t += interval
     return Outcome(pattern.kind, pattern.fails, pattern.death_at, None, end)
 
@@ -157,11 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=1.0, help="seconds between probe rounds")
     p.add_argument("--horizon", type=float, default=300.0, help="seconds per run")
     p.add_argument("--seed", type=int, default=0, help="first seed (patterns and probes)")
+    p.add_argument("--liveness-interval", type=float, default=LivenessSettings.interval,
+                   help="seconds between liveness checks of the active node (0: none)")
     p.add_argument("--json", action="store_true")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     args = p.parse_args(argv)
-    if args.runs < len(KINDS) or args.interval <= 0 or args.horizon < 120:
-        p.error(f"--runs >= {len(KINDS)}, --interval > 0, --horizon >= 120")
+    if (args.runs < len(KINDS) or args.interval <= 0 or args.horizon < 120
+            or args.liveness_interval < 0):
+        p.error(f"--runs >= {len(KINDS)}, --interval > 0, --horizon >= 120, "
+                "--liveness-interval >= 0")
+    live = LivenessSettings(interval=args.liveness_interval)
     logging.disable(logging.CRITICAL)
     patterns = [draw(random.Random(args.seed + i), KINDS[i % len(KINDS)],
                      horizon_s=args.horizon) for i in range(args.runs)]
@@ -171,14 +202,17 @@ def main(argv: list[str] | None = None) -> int:
             bar.step(pattern.kind)
             for mode in MODES:
                 results[mode].append(play(pattern, mode, args.seed + i, args.interval,
-                                          args.horizon))
+                                          args.horizon, live))
     report = {m: summarise(o) for m, o in results.items()}
     if args.json:
-        print(json.dumps({"interval_s": args.interval, "seed": args.seed, "modes": report}))
+        print(json.dumps({"interval_s": args.interval, "seed": args.seed,
+                          "liveness_interval_s": args.liveness_interval, "modes": report}))
         return 0
     failing, benign = report[MODES[0]]["failing"], report[MODES[0]]["benign"]
     print(f"{args.runs} patterns ({failing} failing: {', '.join(FAILING)}; {benign} benign: "
-          f"{', '.join(BENIGN)}), probes every {args.interval:g} s, default thresholds")
+          f"{', '.join(BENIGN)}), probes every {args.interval:g} s, default thresholds, "
+          + (f"liveness checks every {args.liveness_interval:g} s" if live.enabled
+             else "no liveness checks"))
     print(f"{'mode':11s} {'precision':>9s} {'early':>9s} {'lead s':>7s} "
           f"{'downtime s':>11s} {'p90':>6s} {'needless':>9s}")
     for mode, r in report.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any
 
 from os_ken.base import app_manager
@@ -34,6 +35,7 @@ from controller.network_graph import Link
 from controller.ofmsgs import OutMsg
 from controller.port_stats import PortCounters
 from controller.reconciler import ObservedFlow
+from controller.services.liveness import LivenessProber, LivenessSettings
 from controller.state_store import StateStore, default_db_url
 from controller.switch_drain import DrainSettings
 
@@ -90,6 +92,7 @@ class ShadownetApp(app_manager.OSKenApp):
                          hub.spawn(self._shunt_counter_loop), hub.spawn(self._loop_lag_loop)]
         if cfg["switch_drain"]["critical"]:
             self._workers.append(hub.spawn(self._switch_probe_loop))
+        self._liveness = self._start_liveness(cfg["node_probes"])
         self._api = None
         self._flask: Any = None
         port = cfg["controller"]["wsapi_port"]
@@ -352,6 +355,28 @@ class ShadownetApp(app_manager.OSKenApp):
                                              probes["timeout"]).items():
                 self.core.observe_node(node, now, probe_metrics(results))
 
+    def _start_liveness(self, probes: dict[str, Any]) -> LivenessProber | None:
+        """Liveness checks of active nodes on their own OS thread; what they find is
+        handed over through a deque (thread-safe) to a green thread that acts on it."""
+        settings = LivenessSettings(probes["liveness_interval"], probes["liveness_timeout"],
+                                    probes["liveness_misses"])
+        if not settings.enabled:
+            return None
+        found: deque[tuple[str, int]] = deque()
+        prober = LivenessProber(settings, lambda node, misses: found.append((node, misses)))
+        prober.start()
+        self._workers.append(hub.spawn(self._liveness_loop, prober, found))
+        return prober
+
+    def _liveness_loop(self, prober: LivenessProber, found: deque[tuple[str, int]]) -> None:
+        """Keep the prober's targets current, and act on unreachable nodes at once."""
+        step = min(0.05, prober.settings.interval)
+        while self._sleep(step):
+            prober.targets = self.core.liveness_targets()
+            while found:
+                node, misses = found.popleft()
+                self.send(self.core.node_unreachable(node, misses))
+
     def _shunt_counter_loop(self) -> None:
         """Every second, the counters of each shunt flow, for the mirror agents."""
         while self._sleep(SHUNT_COUNTER_INTERVAL):
@@ -406,6 +431,8 @@ class ShadownetApp(app_manager.OSKenApp):
         self._running = False
         if self._api is not None:
             self._api.stop()
+        if self._liveness is not None:
+            self._liveness.stop()
         hub.joinall(self._workers)
         super().stop()
 

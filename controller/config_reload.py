@@ -38,6 +38,8 @@ RESTART_KEYS = frozenset({
     "forwarding.priority", "forwarding.fast_failover",
     "switch_drain.critical", "switch_drain.sample_percent",
     "prediction.enabled",
+    "node_probes.liveness_interval", "node_probes.liveness_timeout",
+    "node_probes.liveness_misses",
 })
 
 # What a client sees of a service: a change here withdraws its flows.

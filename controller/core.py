@@ -163,7 +163,32 @@ class ControllerCore:
                 self.graph.port_up(dpid, port)
             else:
                 msgs += self.forwarder.port_down(dpid, port)
+                msgs += self._nodes_on_port_down(dpid, port)
             return self._counted(msgs)
+
+    def _nodes_on_port_down(self, dpid: int, port: int) -> list[OutMsg]:
+        """Service nodes learned on a port that went down are unreachable: act now."""
+        msgs: list[OutMsg] = []
+        on_port = {h.mac for h in self.hosts.all() if (h.dpid, h.port) == (dpid, port)}
+        for svc in list(self.services.services):
+            for node in svc.nodes:
+                if node.mac in on_port:
+                    msgs += self.services.unreachable(
+                        node.name, {"evidence": "port_down", "dpid": dpid, "port": port},
+                        self.clock())[0]
+        return msgs
+
+    def node_unreachable(self, node: str, misses: int) -> list[OutMsg]:
+        """The liveness checks found ``node`` silent ``misses`` times in a row."""
+        with self.lock:
+            msgs, _plan = self.services.unreachable(
+                node, {"evidence": "liveness", "misses": misses}, self.clock())
+            return self._counted(msgs)
+
+    def liveness_targets(self) -> dict[str, tuple[str, int]]:
+        """The nodes the liveness checks watch: each service's active node."""
+        with self.lock:
+            return self.services.active_targets()
 
     def link_added(self, link: Link) -> list[OutMsg]:
         """A link LLDP found; refused if an end is a mirror's or a container's port

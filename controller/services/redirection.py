@@ -171,6 +171,22 @@ class RedirectionEngine:
         names = [service] if service else [s.name for s in self.services]
         return [sw for n in names for sw in self.state(n).switchovers]
 
+    def unreachable(self, node: str, now: float, evidence: dict[str, Any]) -> list[str]:
+        """Trip ``node`` in every service it serves on decisive evidence that it does not
+        answer at all (liveness misses, its port down): no confirmation, and the next
+        :meth:`step` moves the service even within its cool-down. Returns the services
+        whose verdict changed."""
+        tripped = []
+        for svc in self.services:
+            if svc.node(node) is None or self.verdict(svc.name, node).tripped:
+                continue
+            trigger = {"trigger": "unreachable", "unreachable": True, "node": node, **evidence}
+            self.hysteresis.trip((svc.name, node), self.levels(svc.name), now, trigger)
+            self.events.append(RedirectionEvent(now, svc.name, "node_tripped", node,
+                                                reason=trigger))
+            tripped.append(svc.name)
+        return tripped
+
     # --- persistence ------------------------------------------------------------
     def export_state(self) -> dict[str, dict[str, Any]]:
         """Per service: the active node and the last switchover time, for the store.
@@ -277,7 +293,8 @@ class RedirectionEngine:
         if any(sw.open and sw.from_node == st.active for sw in st.switchovers):
             return plan
         h = health.get(st.active)
-        dead = h is not None and h.raw <= svc.thresholds.dead_health
+        dead = (h is not None and h.raw <= svc.thresholds.dead_health) or bool(
+            active.trigger.get("unreachable"))
         cooling = (st.last_switch is not None
                    and now - st.last_switch < svc.thresholds.cooldown_seconds)
         if cooling and not dead:

@@ -147,6 +147,25 @@ class ServiceRuntime:
             self._client_macs.pop(key, None)
         return msgs, plan
 
+    def unreachable(self, node: str, evidence: dict[str, Any], now: float | None = None
+                    ) -> tuple[list[OutMsg], Plan]:
+        """``node`` does not answer at all (liveness misses, its port went down): trip it
+        and act now, without waiting for the next interval."""
+        now = self.clock() if now is None else now
+        if not self.redirection.unreachable(node, now, evidence):
+            return [], Plan()
+        return self.tick(now, counters_fresh=False)
+
+    def active_targets(self) -> dict[str, tuple[str, int]]:
+        """The node each monitored service sends new flows to, with the address to check."""
+        out: dict[str, tuple[str, int]] = {}
+        for svc in self.services:
+            node = (svc.node(self.redirection.active_node(svc.name))
+                    if svc.monitor and svc.proto == "tcp" else None)
+            if node is not None:
+                out[node.name] = (node.ip, node.port)
+        return out
+
     def switch_to(self, service: str, node: str, now: float | None = None
                   ) -> tuple[list[OutMsg], Plan]:
         """An operator's switchover (REST): no thresholds, no cool-down."""

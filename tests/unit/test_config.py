@@ -123,7 +123,9 @@ def test_bad_switch_drain_names_the_key(tmp_path, text, needle):
 
 
 def test_node_probes_have_their_own_keys(tmp_path):
-    assert config.defaults()["node_probes"] == {"interval": 10, "count": 3, "timeout": 0.5}
+    assert config.defaults()["node_probes"] == {
+        "interval": 2, "count": 3, "timeout": 0.5,
+        "liveness_interval": 0.1, "liveness_timeout": 0.5, "liveness_misses": 5}
     path = tmp_path / "c.yaml"
     path.write_text("node_probes:\n  interval: 1\n  count: 5\n")
     loaded = config.load(path)
@@ -131,4 +133,13 @@ def test_node_probes_have_their_own_keys(tmp_path):
     path.write_text("node_probes:\n  count: 0\n")
     with pytest.raises(config.ConfigError,
                        match="node_probes.count: must be between 1 and 100, got 0"):
+        config.load(path)
+
+
+def test_liveness_keys_are_checked(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("node_probes:\n  liveness_interval: 0\n")
+    assert config.load(path)["node_probes"]["liveness_interval"] == 0  # off
+    path.write_text("node_probes:\n  liveness_misses: 0\n")
+    with pytest.raises(config.ConfigError, match="node_probes.liveness_misses: must be between"):
         config.load(path)

@@ -79,3 +79,35 @@ def test_config_services_section(tmp_path):
     bad.write_text("services:\n  - name: web\n    vip: nope\n    port: 80\n")
     with pytest.raises(config.ConfigError, match="vip"):
         config.load(bad)
+
+
+def _arp_from(n: int) -> bytes:
+    from os_ken.lib.packet import ethernet
+    from os_ken.ofproto import ether
+
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet("ff:ff:ff:ff:ff:ff", mac(n), ether.ETH_TYPE_ARP))
+    pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=mac(n), src_ip=ip(n),
+                             dst_mac="00:00:00:00:00:00", dst_ip=ip(1)))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
+def test_the_port_of_the_active_node_going_down_moves_the_service_at_once(core):
+    """Data-plane evidence: a node's edge port down is a death, not a health reading."""
+    for n, dpid in ((2, 2), (3, 3)):
+        core.packet_in(dpid, 1, _arp_from(n))
+    assert core.hosts.get(mac(2)) is not None
+    assert core.liveness_targets() == {"h2": (ip(2), 80)}
+    core.port_changed(2, 1, up=False)
+    assert core.services.redirection.active_node("web") == "h3"
+    assert core.liveness_targets() == {"h3": (ip(3), 80)}
+    events = [e.kind for e in core.services.redirection.events]
+    assert "node_tripped" in events and "switchover" in events
+
+
+def test_liveness_misses_move_the_service(core):
+    core.node_unreachable("h2", 5)
+    assert core.services.redirection.active_node("web") == "h3"
+    tripped = [e for e in core.services.redirection.events if e.kind == "node_tripped"]
+    assert tripped[0].reason["evidence"] == "liveness" and tripped[0].reason["misses"] == 5
