@@ -19,10 +19,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     run.add_argument("--topo",
                      help="single,N | linear,N | tree,D,F | ring,N | fattree,K | zoo:NAME | "
                           "zoo:FILE.gml (default: the scenario's own)")
-    run.add_argument("--mode", choices=("predictive", "health", "none", "all"),
-                     default="all",
-                     help="failover scenarios: which mode to run (default: all three, "
-                          "side by side)")
+    modes = sorted({m for sc in SCENARIOS.values() for m in sc.modes})
+    run.add_argument("--mode", choices=(*modes, "all"), default="all",
+                     help="scenarios with modes: which one to run (default: all, side by "
+                          "side); failover scenarios: predictive, health, none; link-cut: "
+                          "groups, controller, groups-alone, none")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--hub", choices=("eventlet", "native"), help="controller hub")
     run.add_argument("-q", "--quiet", action="store_true",
@@ -46,8 +47,14 @@ def run_scenario(args: argparse.Namespace) -> int:
     topo = args.topo or scenario.default_topo
     if not scenario.modes:
         modes: list[str | None] = [None]
+    elif args.mode == "all":
+        modes = list(scenario.modes)
+    elif args.mode in scenario.modes:
+        modes = [args.mode]
     else:
-        modes = list(scenario.modes) if args.mode == "all" else [args.mode]
+        print(f"shadownet: error: {args.scenario} has no mode {args.mode!r}: one of "
+              f"{', '.join(scenario.modes)}", file=sys.stderr)
+        return 2
     results = []
     # One step per mode: a failover scenario runs three fresh labs of a few minutes each.
     progress = Progress(args.scenario, total=len(modes) if scenario.modes else None,

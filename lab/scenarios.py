@@ -76,8 +76,8 @@ def _noise_moves_nothing(mode: str | None, r: dict[str, Any]) -> list[str]:
 
 
 def _cut_within_50ms(mode: str | None, r: dict[str, Any]) -> list[str]:
-    if mode == "none":
-        return []  # no fast failover: the controller's own reroute, no promise
+    if mode not in ("groups", "groups-alone"):
+        return []  # without groups: the controller's reroute, or nothing; no promise
     gap = r.get("gap_ms")
     return [f"outage {gap} ms (target <= 50)"] if gap is None or gap > 50 else []
 
@@ -123,7 +123,8 @@ def _scenarios() -> dict[str, Scenario]:
         "mirror": Scenario(mirror, "linear,3", misses=_mirror_agrees),
         "degrading-node": _service_scenario(ss.degrading_node, _predicted_node_loses_nothing),
         "noise-only": _service_scenario(ss.noise_only, _noise_moves_nothing),
-        "link-cut": _switch_scenario(sw.link_cut, "ring,4", sw.switch_config, _cut_within_50ms),
+        "link-cut": Scenario(sw.link_cut, "ring,4", sw.LINK_CUT_MODES, sw.link_cut_config,
+                             misses=_cut_within_50ms),
         "degrading-switch": _switch_scenario(sw.degrading_switch, "ring,4",
                                              sw.degrading_switch_config,
                                              _predicted_switch_loses_nothing),

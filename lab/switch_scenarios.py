@@ -11,8 +11,16 @@ service scenarios:
 - ``none``: no fast failover; the controller reroutes when it hears of the failure.
 
 **link-cut**: a link on the stream's path goes down (both ends) without
-warning. Nothing can predict it; reported is the outage in milliseconds
-(``gap_ms``: the longest run of lost packets at 1000 packets/s).
+warning. Nothing can predict it, so prediction is not what its modes vary;
+they vary the two things that can recover the stream, one at a time:
+
+- ``groups``: fast-failover groups, controller up;
+- ``controller``: no groups, controller up (it reroutes on the port-down event);
+- ``groups-alone``: fast-failover groups, controller stopped before the cut;
+- ``none``: no groups, controller stopped: nothing recovers the stream.
+
+Reported is the outage in milliseconds (``gap_ms``: the longest run of lost
+packets at 1000 packets/s).
 
 **degrading-switch**: the stream's transit switch slows down step by step
 (its egress ports are rate-limited below the stream's rate, so a queue, and
@@ -35,6 +43,17 @@ from lab.service_scenarios import MODES
 from shadownet import progress
 
 RATE = 1000.0
+
+
+LINK_CUT_MODES = ("groups", "controller", "groups-alone", "none")
+
+
+def link_cut_config(mode: str, topo: Any) -> dict[str, Any]:
+    """Fast-failover groups on or off; whether the controller stays up is the run's."""
+    if mode not in LINK_CUT_MODES:
+        raise ValueError(f"mode must be one of {', '.join(LINK_CUT_MODES)}, got {mode!r}")
+    return {"reconcile": {"interval": 1},
+            "forwarding": {"fast_failover": mode in ("groups", "groups-alone")}}
 
 
 def switch_config(mode: str, topo: Any, critical: list[int] | str | None = None
@@ -93,15 +112,22 @@ def link_cut(lab: Lab, mode: str) -> dict[str, Any]:
     src, dst, path = far_pair(lab)
     if len(path) < 2:
         raise ValueError("link-cut needs a topology where the stream crosses a link")
+    controller_up = mode in ("groups", "controller")
     stream = Stream(lab, src, dst, seconds=6)
     time.sleep(2)
+    if not controller_up:
+        # Stopped before the cut: only what the switches already hold can help.
+        lab.controller.stop()
     a, b = f"s{path[0]}", f"s{path[1]}"
     lab.net.configLinkStatus(a, b, "down")
     progress.phase(f"{a}-{b} cut, stream running", 4)
     result = stream.result()
-    after = lab.controller.get(f"/api/path?src={src.IP()}&dst={dst.IP()}")["switches"]
-    return {"mode": mode, "cut": f"{a}-{b}", "path_before": path, "path_after": after,
-            **result}
+    out = {"mode": mode, "cut": f"{a}-{b}", "controller_up": controller_up,
+           "path_before": path, **result}
+    if controller_up:
+        out["path_after"] = lab.controller.get(
+            f"/api/path?src={src.IP()}&dst={dst.IP()}")["switches"]
+    return out
 
 
 def set_switch_rate(switch: Any, rate_kbit: int | None) -> None:

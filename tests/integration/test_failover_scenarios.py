@@ -52,7 +52,7 @@ class TestNoiseOnly:
 
 class TestLinkCut:
     def test_fast_failover_gap_is_within_50ms(self):
-        r = run_scenario("link-cut", mode="health")
+        r = run_scenario("link-cut", mode="groups")
         assert r["sent"] == 6000 and r["received"] > 0
         assert r["path_after"] != r["path_before"]
         assert r["lost"] <= 50 and r["gap_ms"] <= 50.0, shown(r)

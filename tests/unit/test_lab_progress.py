@@ -140,8 +140,14 @@ class Net:
 class Controller:
     def __init__(self) -> None:
         self.now = time.time()
+        self.stopped = False
+
+    def stop(self) -> int:
+        self.stopped = True
+        return 0
 
     def get(self, path: str) -> Any:
+        assert not self.stopped, f"GET {path} from a stopped controller"
         if path.startswith("/api/path"):
             return {"switches": [1, 2, 3]}
         if path == "/api/services/events":
@@ -235,9 +241,17 @@ def test_noise_only_counts_down_the_noisy_minute(tmp_path, clock, report):
 
 def test_link_cut_says_which_link_is_down(tmp_path, clock, report):
     lab = FakeLab(tmp_path)
-    out = sw.link_cut(lab, "health")
+    out = sw.link_cut(lab, "groups")
     assert out["cut"] == "s1-s2" and out["gap_ms"] == 3.0 and lab.net.downs == [("s1", "s2")]
     assert any(line.startswith("[test] s1-s2 cut, stream running 0s/4s") for line in phases(report))
+
+
+def test_link_cut_with_groups_alone_stops_the_controller_before_the_cut(tmp_path, clock,
+                                                                       report):
+    lab = FakeLab(tmp_path)
+    out = sw.link_cut(lab, "groups-alone")
+    assert lab.controller.stopped and out["controller_up"] is False
+    assert "path_after" not in out and lab.net.downs == [("s1", "s2")]
 
 
 def test_degrading_switch_shows_its_search_warmup_and_steps(tmp_path, clock, report, monkeypatch):
@@ -361,9 +375,17 @@ def test_lab_run_quiet_prints_no_progress(fake_runs, capsys):
 def test_a_failed_lab_run_ends_with_its_error(fake_runs, capsys):
     assert main(["lab", "run", "link-cut"]) == 1
     _, err = capsys.readouterr()
-    assert err.splitlines()[-2:] == ["[link-cut] mode 3/3 none · warmup 20s/30s · 1m20s elapsed "
+    assert err.splitlines()[-2:] == ["[link-cut] mode 4/4 none · warmup 20s/30s · 1m50s elapsed "
                                      "· ~10s left", "shadownet: error: OVS went away"]
-    assert fake_runs == ["predictive", "health", "none"]
+    assert fake_runs == ["groups", "controller", "groups-alone", "none"]
+
+
+def test_a_mode_the_scenario_does_not_have_is_refused(fake_runs, capsys):
+    assert main(["lab", "run", "link-cut", "--mode", "predictive"]) == 2
+    _, err = capsys.readouterr()
+    assert err.strip() == ("shadownet: error: link-cut has no mode 'predictive': one of "
+                           "groups, controller, groups-alone, none")
+    assert fake_runs == []
 
 
 def test_a_bad_topology_is_still_one_line(monkeypatch, capsys):
