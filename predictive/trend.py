@@ -55,7 +55,11 @@ class TrendConfig:
 
     segment: int = 5  # intervals per stretch
     segments: int = 4  # stretches, each worse than the one before
-    z_required: float = 3.0  # Mann-Kendall z at which the probability is 0.5
+    z_required: float = 3.0  # z score of the weakest rise at which the probability is 0.5
+    # Intervals of history a rise must climb above: a node whose latency
+    # rose this high before and came back (a daily cycle, a GC sawtooth) is
+    # not failing when it does so again.
+    memory: int = 600
     # Least rise between stretches that counts, per metric (units of the
     # metric); a metric not listed uses ``default_resolution``.
     resolution: Mapping[str, float] = field(default_factory=lambda: {
@@ -87,6 +91,9 @@ class TrendDetector:
         self.n = 0
         self.last: Update | None = None
         self._series: dict[str, deque[float]] = {}  # per metric, the last window values
+        # Per metric, the median of each ``segment`` intervals, for ``memory`` intervals
+        # before the window: the highest level the metric has shown and left.
+        self._levels: dict[str, deque[float]] = {}
 
     @property
     def metrics(self) -> list[str]:
@@ -100,7 +107,11 @@ class TrendDetector:
             raise ValueError("timestamp must be a finite number of seconds")
         for name, value in metrics.items():
             if value is not None and math.isfinite(v := float(value)):
-                self._series.setdefault(name, deque(maxlen=cfg.window)).append(v)
+                series = self._series.setdefault(name, deque(maxlen=cfg.window))
+                if len(series) == cfg.window:  # the oldest value leaves the window
+                    self._levels.setdefault(name, deque(maxlen=cfg.memory)).append(
+                        statistics.median(list(series)[:cfg.segment]))
+                series.append(v)
         self.n += 1
         components: dict[str, float] = {}
         evidence: list[tuple[str, float]] = []
@@ -109,10 +120,15 @@ class TrendDetector:
             if len(series) < cfg.window:
                 continue
             ready = True
-            rise, z = self.rise(list(series))
+            values = list(series)
+            rise, z = self.rise(values)
+            step = cfg.resolution.get(name, cfg.default_resolution)
+            # How far the latest stretch is above the highest level of the memory.
+            seen = self._levels.get(name)
+            above = statistics.median(values[-cfg.segment:]) - (max(seen) if seen else -math.inf)
             components[f"rise:{name}"] = round(rise, 4)
             components[f"z:{name}"] = round(min(z, 99.0), 3)
-            if rise >= cfg.resolution.get(name, cfg.default_resolution) and rise > 0.0:
+            if rise >= step and rise > 0.0 and above >= step:
                 evidence.append((name, round(normal_cdf(z - cfg.z_required), 4)))
         evidence.sort(key=lambda e: -e[1])
         p = evidence[0][1] if evidence else 0.0
@@ -144,7 +160,8 @@ class TrendDetector:
 
     def state_dict(self) -> dict[str, Any]:
         return {"config": {**asdict(self.cfg), "resolution": dict(self.cfg.resolution)},
-                "n": self.n, "series": {k: list(v) for k, v in self._series.items()}}
+                "n": self.n, "series": {k: list(v) for k, v in self._series.items()},
+                "levels": {k: list(v) for k, v in self._levels.items()}}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> TrendDetector:
@@ -154,6 +171,9 @@ class TrendDetector:
             for name, values in state["series"].items():
                 det._series[str(name)] = deque((float(v) for v in values),
                                                maxlen=det.cfg.window)
+            for name, values in state["levels"].items():
+                det._levels[str(name)] = deque((float(v) for v in values),
+                                               maxlen=det.cfg.memory)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a trend detector state ({exc})") from None
         return det

@@ -89,3 +89,11 @@ def test_config_checks():
         TrendConfig(segments=2)
     with pytest.raises(ValueError, match="z_required"):
         TrendConfig(z_required=float("nan"))
+
+
+def test_a_rise_to_a_level_the_node_has_shown_and_left_is_not_new():
+    """A cycle (a daily load swing, a GC sawtooth) climbs again where it climbed before."""
+    cycle = [5.0 + 4.0 * i for i in range(30)] + [5.0] * 30
+    probs = _probs(cycle * 4)
+    assert max(probs[:60]) >= 0.8  # the first climb: nothing to tell it from a failure yet
+    assert max(probs[60:]) < 0.5  # later climbs reach no higher than the first
