@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import signal
 import sys
 from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from lab.degradation_patterns import KINDS
     from lab.scenarios import SCENARIOS
 
     lab = subparsers.add_parser("lab", help="Mininet labs (needs root)")
@@ -24,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                      help="scenarios with modes: which one to run (default: all, side by "
                           "side); failover scenarios: predictive, health, none; link-cut: "
                           "groups, controller, groups-alone, none")
+    run.add_argument("--seed", type=int,
+                     help="pattern: the seed of the drawn pattern (default: a random one, "
+                          "reported; every mode plays the same pattern)")
+    run.add_argument("--kind", choices=KINDS,
+                     help="pattern: the family to draw from (default: drawn from the seed)")
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.add_argument("--hub", choices=("eventlet", "native"), help="controller hub")
     run.add_argument("-q", "--quiet", action="store_true",
@@ -55,6 +62,17 @@ def run_scenario(args: argparse.Namespace) -> int:
         print(f"shadownet: error: {args.scenario} has no mode {args.mode!r}: one of "
               f"{', '.join(scenario.modes)}", file=sys.stderr)
         return 2
+    options: dict[str, Any] = {}
+    if "seed" in scenario.options:  # one seed for every mode, so they play the same pattern
+        options["seed"] = (args.seed if args.seed is not None
+                           else random.SystemRandom().randrange(2**31))
+    if "kind" in scenario.options and args.kind is not None:
+        options["kind"] = args.kind
+    given = [f"--{name}" for name in ("seed", "kind")
+             if getattr(args, name) is not None and name not in scenario.options]
+    if given:
+        print(f"shadownet: error: {args.scenario} takes no {', '.join(given)}", file=sys.stderr)
+        return 2
     results = []
     # One step per mode: a failover scenario runs three fresh labs of a few minutes each.
     progress = Progress(args.scenario, total=len(modes) if scenario.modes else None,
@@ -64,7 +82,8 @@ def run_scenario(args: argparse.Namespace) -> int:
             for mode in modes:
                 if mode is not None:  # shown with the lab's first phase, once the topo is good
                     progress.step(mode, show=False)
-                results.append(run_one(args.scenario, topo, mode, args.hub, log=progress.log))
+                results.append(run_one(args.scenario, topo, mode, args.hub, log=progress.log,
+                                       **options))
     except LabError as exc:
         print(f"shadownet: error: {exc}", file=sys.stderr)
         return 1

@@ -98,6 +98,7 @@ class Scenario:
     config: Callable[[str, Any], dict[str, Any]] | None = None  # (mode, topo) -> config
     probe_port: Callable[[str], bool] = lambda mode: False
     misses: Misses = lambda mode, result: []
+    options: tuple[str, ...] = ()  # keyword arguments the run takes from the CLI (seed, ...)
 
 
 def _service_scenario(run: Callable[..., dict[str, Any]], misses: Misses) -> Scenario:
@@ -115,6 +116,7 @@ def _switch_scenario(run: Callable[..., dict[str, Any]], default_topo: str,
 
 
 def _scenarios() -> dict[str, Scenario]:
+    from lab import pattern_scenario as ps
     from lab import service_scenarios as ss
     from lab import switch_scenarios as sw
 
@@ -123,6 +125,9 @@ def _scenarios() -> dict[str, Scenario]:
         "mirror": Scenario(mirror, "linear,3", misses=_mirror_agrees),
         "degrading-node": _service_scenario(ss.degrading_node, _predicted_node_loses_nothing),
         "noise-only": _service_scenario(ss.noise_only, _noise_moves_nothing),
+        "pattern": Scenario(ps.pattern_run, "linear,3", ss.MODES, ss.service_config,
+                            probe_port=lambda mode: mode != "none", misses=ps.pattern_misses,
+                            options=("seed", "kind")),
         "link-cut": Scenario(sw.link_cut, "ring,4", sw.LINK_CUT_MODES, sw.link_cut_config,
                              misses=_cut_within_50ms),
         "degrading-switch": _switch_scenario(sw.degrading_switch, "ring,4",
@@ -135,10 +140,15 @@ SCENARIOS = _scenarios()
 
 
 def run_scenario(name: str, topo: str | None = None, mode: str | None = None,
-                 hub: str | None = None, log: Callable[[str], None] = lambda msg: None
-                 ) -> dict[str, Any]:
-    """Run one scenario (in one mode) on a fresh lab, torn down before this returns."""
+                 hub: str | None = None, log: Callable[[str], None] = lambda msg: None,
+                 **options: Any) -> dict[str, Any]:
+    """Run one scenario (in one mode) on a fresh lab, torn down before this returns.
+
+    ``options`` go to the scenario's run; only those it declares are accepted."""
     scenario = SCENARIOS[name]
+    unknown = set(options) - set(scenario.options)
+    if unknown:
+        raise ValueError(f"{name} takes no {', '.join(sorted(unknown))}")
     spec = topo or scenario.default_topo
     if scenario.modes and mode not in scenario.modes:
         raise ValueError(f"{name} needs a mode: one of {', '.join(scenario.modes)}")
@@ -157,6 +167,6 @@ def run_scenario(name: str, topo: str | None = None, mode: str | None = None,
     with lab:
         log(f"lab: topology discovered in {time.monotonic() - started:.1f}s; running {name}{label}")
         progress.phase(f"running {name}")
-        result = scenario.run(lab, mode) if mode else scenario.run(lab)
+        result = scenario.run(lab, mode, **options) if mode else scenario.run(lab)
         progress.phase("tearing the lab down")
     return {**result, "duration_s": round(time.monotonic() - started, 1)}

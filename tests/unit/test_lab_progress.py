@@ -333,16 +333,25 @@ def test_run_scenario_phases_frame_the_lab(monkeypatch, clock, report):
     assert logged[1] == "lab: topology discovered in 0.0s; running degrading-switch (predictive)"
 
 
+class Calls(list[str | None]):
+    """The modes run, in order, and the options each run was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.options: list[dict[str, object]] = []
+
+
 @pytest.fixture
 def fake_runs(monkeypatch, clock):
     """``shadownet lab run`` with run_scenario replaced: each mode warms up for 30 s."""
     monkeypatch.setattr(signal, "signal", lambda *a: None)  # leave pytest's SIGTERM alone
-    calls: list[str | None] = []
+    calls = Calls()
 
-    def run_one(name, topo, mode, hub, log):
+    def run_one(name, topo, mode, hub, log, **options):
         from shadownet import progress
 
         calls.append(mode)
+        calls.options.append(options)
         log(f"lab: {topo} ({mode})")
         progress.wait(30, "warmup")
         if mode == "none" and name == "link-cut":
@@ -351,6 +360,21 @@ def fake_runs(monkeypatch, clock):
 
     monkeypatch.setattr(scenarios, "run_scenario", run_one)
     return calls
+
+
+def test_every_mode_plays_the_same_drawn_pattern(fake_runs, capsys):
+    assert main(["lab", "run", "pattern", "--kind", "ramp", "--quiet"]) == 0
+    seen = fake_runs.options
+    assert fake_runs == ["predictive", "health", "none"]
+    assert len({o["seed"] for o in seen}) == 1 and all(o["kind"] == "ramp" for o in seen)
+    assert main(["lab", "run", "pattern", "--seed", "7", "--quiet"]) == 0
+    assert seen[-1] == {"seed": 7}
+
+
+def test_options_a_scenario_does_not_take_are_refused(fake_runs, capsys):
+    assert main(["lab", "run", "link-cut", "--seed", "3"]) == 2
+    assert capsys.readouterr().err.strip() == "shadownet: error: link-cut takes no --seed"
+    assert fake_runs == []
 
 
 def test_lab_run_shows_each_mode_and_keeps_stdout_for_the_result(fake_runs, capsys):
