@@ -139,20 +139,20 @@ class TrendDetector:
         """The weakest rise between consecutive stretches' medians, and its z score.
 
         The z score divides the rise by the standard error of a difference of
-        two medians of ``segment`` values (1.2533 σ √(2/k)), with σ the noise
-        within the stretches: their pooled median absolute deviation, scaled to
-        a standard deviation, once the window's own slope is taken out (a clean
-        ramp has no noise, however steep). Negative rise: some stretch fell.
+        two medians of ``segment`` values (1.2533 σ √(2/k)). σ is the noise,
+        read from the differences between consecutive values: their median
+        absolute deviation from their own median, over √2. A trend moves every
+        difference alike and a step moves one, so neither counts as noise: a
+        clean ramp or staircase is as sure as its rise, a jittery one is not.
+        Negative rise: some stretch fell.
         """
         k = self.cfg.segment
         stretches = [values[i:i + k] for i in range(0, len(values), k)]
         medians = [statistics.median(s) for s in stretches]
         rise = min(b - a for a, b in itertools.pairwise(medians))
-        slope = (medians[-1] - medians[0]) / (k * (len(medians) - 1))
-        centre = (k - 1) / 2.0
-        spread = statistics.median(
-            abs(v - slope * (i - centre) - m)
-            for s, m in zip(stretches, medians, strict=True) for i, v in enumerate(s))
+        diffs = [b - a for a, b in itertools.pairwise(values)]
+        centre = statistics.median(diffs)
+        spread = statistics.median(abs(d - centre) for d in diffs) / math.sqrt(2.0)
         se = 1.2533 * 1.4826 * spread * math.sqrt(2.0 / k)
         if se <= 0.0:
             return rise, math.inf if rise > 0 else 0.0
