@@ -53,7 +53,10 @@ class MissCounter:
     """Consecutive misses per node, in the order checks were sent.
 
     :meth:`record` says True once, when a node's run of misses reaches
-    ``misses``; an answered check ends the run (and re-arms the node).
+    ``misses``; an answered check ends the run (and re-arms the node). A node
+    that has never answered is not counted at all: liveness finds nodes that
+    *stop* answering, and one that never did (its server not up yet) is the
+    health probes' to judge, over their confirmation rounds.
     """
 
     def __init__(self, misses: int) -> None:
@@ -66,7 +69,9 @@ class MissCounter:
         if answered:
             self._run[node] = 0
             return False
-        run = self._run.get(node, 0) + 1
+        if node not in self._run:
+            return False  # never answered yet
+        run = self._run[node] + 1
         self._run[node] = run
         return run == self.misses
 

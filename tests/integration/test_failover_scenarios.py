@@ -111,3 +111,14 @@ class TestBypassSampling(LabTest):
         # 5 % of 400 flows is 20; a per-flow hash lands near it, never all or none.
         # OVS maps weights onto 32 hash slots, so 5 % lands between about 3 and 10 %.
         assert 4 <= counts[1] <= 60, counts
+
+
+class TestPatternSuddenDeath:
+    def test_liveness_moves_the_service_within_a_second_of_a_death_with_no_warning(self):
+        """A drawn pattern on real OVS: the node dies with no warning at 47 s (seed 8)."""
+        r = run_scenario("pattern", mode="health", seed=8, kind="sudden")
+        assert r["kind"] == "sudden" and r["fails"], shown(r)
+        assert r["migrations"] == 1, shown(r)
+        assert r["migration_reason"]["trigger"] == "unreachable", shown(r)
+        # 10 requests/s: at most 1 s of failed requests after the death.
+        assert r["failed_after_death"] <= 10, shown(r)
