@@ -37,8 +37,8 @@ Example::
       interval: 2           # seconds between rounds
       count: 3              # probes per node and round
       timeout: 0.5          # seconds before a probe counts as lost
-      liveness_interval: 0.1  # seconds between connects to each active node (0: off)
-      liveness_timeout: 0.5   # seconds before such a connect counts as a miss
+      liveness_interval: 0.1  # seconds between connects to each service node (0: off)
+      liveness_timeout: 0.25  # seconds before such a connect counts as a miss
       liveness_misses: 5      # misses in a row: the node is unreachable, moved at once
     rest:                   # the REST API (see README, Security)
       tokens_file: /etc/shadownet/tokens.yaml  # hashed tokens with roles
@@ -128,11 +128,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "interval": Key((int, float), 2, 0.2, 3600),
         "count": Key(int, 3, 1, 100),  # probes per node and interval
         "timeout": Key((int, float), 0.5, 0.01, 60),  # seconds before a probe counts as lost
-        # Liveness checks of each service's active node between rounds
+        # Liveness checks of every service node between rounds
         # (controller.services.liveness): a connect every liveness_interval
         # seconds (0: none); liveness_misses in a row make the node unreachable.
         "liveness_interval": Key((int, float), 0.1, 0, 60),
-        "liveness_timeout": Key((int, float), 0.5, 0.01, 60),
+        "liveness_timeout": Key((int, float), 0.25, 0.01, 60),
         "liveness_misses": Key(int, 5, 1, 1000),
     },
     "rest": {

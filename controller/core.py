@@ -186,9 +186,9 @@ class ControllerCore:
             return self._counted(msgs)
 
     def liveness_targets(self) -> dict[str, tuple[str, int]]:
-        """The nodes the liveness checks watch: each service's active node."""
+        """The nodes the liveness checks watch: every node of the monitored services."""
         with self.lock:
-            return self.services.active_targets()
+            return self.services.liveness_targets()
 
     def link_added(self, link: Link) -> list[OutMsg]:
         """A link LLDP found; refused if an end is a mirror's or a container's port

@@ -156,14 +156,13 @@ class ServiceRuntime:
             return [], Plan()
         return self.tick(now, counters_fresh=False)
 
-    def active_targets(self) -> dict[str, tuple[str, int]]:
-        """The node each monitored service sends new flows to, with the address to check."""
+    def liveness_targets(self) -> dict[str, tuple[str, int]]:
+        """Every node of every monitored TCP service, with the address to check."""
         out: dict[str, tuple[str, int]] = {}
         for svc in self.services:
-            node = (svc.node(self.redirection.active_node(svc.name))
-                    if svc.monitor and svc.proto == "tcp" else None)
-            if node is not None:
-                out[node.name] = (node.ip, node.port)
+            if svc.monitor and svc.proto == "tcp":
+                for node in svc.nodes:
+                    out[node.name] = (node.ip, node.port)
         return out
 
     def switch_to(self, service: str, node: str, now: float | None = None

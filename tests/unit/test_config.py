@@ -125,7 +125,7 @@ def test_bad_switch_drain_names_the_key(tmp_path, text, needle):
 def test_node_probes_have_their_own_keys(tmp_path):
     assert config.defaults()["node_probes"] == {
         "interval": 2, "count": 3, "timeout": 0.5,
-        "liveness_interval": 0.1, "liveness_timeout": 0.5, "liveness_misses": 5}
+        "liveness_interval": 0.1, "liveness_timeout": 0.25, "liveness_misses": 5}
     path = tmp_path / "c.yaml"
     path.write_text("node_probes:\n  interval: 1\n  count: 5\n")
     loaded = config.load(path)

@@ -69,6 +69,27 @@ def test_a_node_that_answers_stays_reachable_and_one_that_stops_does_not(server)
         prober.stop()
 
 
+def test_a_silent_path_is_not_a_dead_node(server):
+    """When every node falls silent at once, the controller's own path is down: nothing is
+    declared until another node answers while the silent one still does not."""
+    found: list[str] = []
+    prober = LivenessProber(LivenessSettings(interval=0.05, timeout=0.2, misses=3),
+                            lambda node, misses: found.append(node))
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen(64)
+    prober.targets = {"a": ("127.0.0.1", server.getsockname()[1]),
+                      "b": ("127.0.0.1", other.getsockname()[1])}
+    prober.start()
+    try:
+        assert not _wait_for(found, 0.4)
+        server.close()
+        other.close()  # both refuse: a path failure, as far as the checks can tell
+        assert not _wait_for(found, 1.0)
+    finally:
+        prober.stop()
+
+
 def test_silence_counts_as_misses_once_the_timeout_passes():
     """A listener that never accepts: the first connect fills its backlog and is answered
     (by the kernel), later SYNs are dropped, so connects neither succeed nor fail."""
