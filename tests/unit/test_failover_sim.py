@@ -7,6 +7,7 @@ import random
 
 import pytest
 
+from controller.services.liveness import LivenessSettings
 from lab.degradation_patterns import BENIGN, FAILING, KINDS, Pattern, draw
 from tests.unit.fakes import load_bench
 
@@ -56,10 +57,17 @@ def _flat(death_at: float | None) -> Pattern:
 
 
 @pytest.mark.parametrize("mode", failover_sim.MODES)
-def test_a_sudden_death_is_moved_away_from_within_a_few_rounds(mode):
-    out = failover_sim.play(_flat(100.0), mode, seed=1, interval=1.0, horizon=300.0)
-    assert out.moved_at is not None and 100.0 <= out.moved_at <= 105.0
+def test_a_sudden_death_is_moved_away_from_within_a_second_by_liveness(mode):
+    out = failover_sim.play(_flat(100.0), mode, seed=1, interval=10.0, horizon=300.0)
+    assert out.moved_at is not None and 100.0 <= out.moved_at <= 101.0
     assert not out.early and out.downtime == out.moved_at - 100.0
+
+
+@pytest.mark.parametrize("mode", failover_sim.MODES)
+def test_without_liveness_a_sudden_death_waits_for_probe_rounds(mode):
+    off = LivenessSettings(interval=0.0)
+    out = failover_sim.play(_flat(100.0), mode, seed=1, interval=1.0, horizon=300.0, live=off)
+    assert out.moved_at is not None and 101.0 < out.moved_at <= 105.0
 
 
 @pytest.mark.parametrize("mode", failover_sim.MODES)
