@@ -201,11 +201,16 @@ class SwitchDrain:
         """
         probed = sorted(self.settings.critical_of(connected))
         current: dict[int, NodeHealth] = {}
-        for dpid in probed:
-            metrics = self.prober.metrics(dpid, now)
-            if metrics:  # no settled probe is no evidence
-                metrics.update((extra or {}).get(dpid, {}))
-                current[dpid] = self.monitor.observe(switch_node(dpid), now, metrics)
+        settled = {dpid: m for dpid in probed if (m := self.prober.metrics(dpid, now))}
+        if len(settled) > 1 and all(m.get("loss") == 1.0 for m in settled.values()):
+            # Every switch silent at once: the controller's own probing stalled (or its
+            # channel did), not every switch. No evidence this interval, as for liveness.
+            LOG.warning("switch probes: every critical switch lost every probe; "
+                        "read as the controller's stall, not as %d dead switches", len(settled))
+            settled = {}
+        for dpid, metrics in settled.items():
+            metrics.update((extra or {}).get(dpid, {}))
+            current[dpid] = self.monitor.observe(switch_node(dpid), now, metrics)
         self.health.update(current)
         decision = self.failover.step(current, now)
         msgs: list[OutMsg] = []

@@ -53,7 +53,7 @@ STATE_VERSION = 1
 class TrendConfig:
     """How long a rise must go on, and how sure it must be, before it counts."""
 
-    segment: int = 5  # intervals per stretch
+    segment: int = 3  # intervals per stretch
     segments: int = 4  # stretches, each worse than the one before
     z_required: float = 3.0  # z score of the weakest rise at which the probability is 0.5
     # Intervals of history a rise must climb above: a node whose latency

@@ -589,6 +589,28 @@ def test_prediction_off_runtime_drains_a_switch_that_stops_answering():
     assert SwitchDrain(DrainSettings(), fwd).monitor.engine is not None
 
 
+def test_every_switch_silent_at_once_is_the_controllers_stall_not_their_death():
+    fwd, net = make(critical=(2, 3, 4))
+    drain = SwitchDrain(DrainSettings(critical=frozenset({2, 3, 4}), predictive=False), fwd)
+    for dpid in fwd.graph.switches():
+        net.send(drain.switch_connected(dpid))
+    install(fwd, net, [(1, 5)])
+    kinds = []
+    for second in range(10):
+        msgs, events = drain.tick(float(second), fwd.graph.switches())
+        kinds += [e.kind for e in events]
+        # From second 3 no probe comes back from any switch: the controller's own stall.
+        net.send(deliver_probes(net, drain, msgs, float(second),
+                                dead={2, 3, 4} if second >= 3 else set()))
+    assert kinds == [] and fwd.drained == set()
+    # One switch silent while the others answer is a dying switch.
+    for second in range(10, 20):
+        msgs, events = drain.tick(float(second), fwd.graph.switches())
+        kinds += [e.kind for e in events]
+        net.send(deliver_probes(net, drain, msgs, float(second), dead={3}))
+    assert kinds == ["drained"] and fwd.drained == {3}
+
+
 def test_critical_all_probes_and_judges_every_switch_without_naming_one(tmp_path):
     """No oracle: with ``critical: all`` the operator need not know which switch will fail."""
     from controller import config
