@@ -23,9 +23,14 @@ from lab.scenarios import SCENARIOS
     ("link-cut", "groups", {"error": "receiver printed no result"}, True),
     ("link-cut", "controller", {"gap_ms": 900.0}, False),
     ("link-cut", "none", {"gap_ms": 4000.0}, False),
-    ("degrading-switch", "predictive", {"lost": 0}, False),
-    ("degrading-switch", "predictive", {"lost": 12}, True),
-    ("degrading-switch", "none", {"lost": 2585}, False),
+    ("degrading-switch", "predictive", {"lost": 962, "drains": 1, "drained_s_before_death": 3.4,
+                                        "other_drains": []}, False),
+    ("degrading-switch", "health", {"drains": 1, "drained_s_before_death": -0.5,
+                                    "other_drains": []}, True),
+    ("degrading-switch", "predictive", {"drains": 1, "drained_s_before_death": 3.0,
+                                        "other_drains": ["s1"]}, True),
+    ("degrading-switch", "health", {"drains": 0, "other_drains": []}, True),
+    ("degrading-switch", "none", {"lost": 2585, "drains": 0}, False),
 ])
 def test_targets(name, mode, result, missed):
     assert bool(SCENARIOS[name].misses(mode, result)) is missed
