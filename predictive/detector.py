@@ -130,6 +130,23 @@ class Update:
         }
 
 
+def explanation(entity: str, observations: int, metrics: list[str], last: Update
+                ) -> dict[str, Any]:
+    """Why an engine thinks what it thinks about ``entity``, from its latest update."""
+    return {
+        "entity": entity,
+        "known": True,
+        "observations": observations,
+        "metrics": metrics,
+        "timestamp": last.timestamp,
+        "failure_probability": last.failure_probability,
+        "alert": last.alert,
+        "ready": last.ready,
+        "components": dict(last.components),
+        "top_metrics": [{"metric": m, "contribution": c} for m, c in last.top_metrics],
+    }
+
+
 class EntityDetector:
     """Baselines per metric + a correlation engine + optional model, for one entity."""
 

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from predictive.detector import DetectorConfig, EntityDetector, Update
+from predictive.detector import DetectorConfig, EntityDetector, Update, explanation
 from predictive.model import FailureModel
 
 STATE_FORMAT = "shadownet-predictive-state"
@@ -60,20 +60,8 @@ class PredictiveEngine:
         det = self._entities.get(entity)
         if det is None or det.last is None:
             return {"entity": entity, "known": False}
-        last = det.last
-        return {
-            "entity": entity,
-            "known": True,
-            "observations": det.n,
-            "metrics": list(det.metrics),
-            "timestamp": last.timestamp,
-            "failure_probability": last.failure_probability,
-            "alert": last.alert,
-            "ready": last.ready,
-            "components": dict(last.components),
-            "top_metrics": [{"metric": m, "contribution": c} for m, c in last.top_metrics],
-            "model": bool(self.model is not None),
-        }
+        return {**explanation(entity, det.n, list(det.metrics), det.last),
+                "model": self.model is not None}
 
     def entities(self) -> list[str]:
         return list(self._entities)

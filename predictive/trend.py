@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from predictive.detector import Update
+from predictive.detector import Update, explanation
 
 STATE_FORMAT = "shadownet-trend-state"
 STATE_VERSION = 1
@@ -201,13 +201,7 @@ class TrendEngine:
         det = self._entities.get(entity)
         if det is None or det.last is None:
             return {"entity": entity, "known": False}
-        last = det.last
-        return {"entity": entity, "known": True, "observations": det.n,
-                "metrics": det.metrics, "timestamp": last.timestamp,
-                "failure_probability": last.failure_probability, "alert": last.alert,
-                "ready": last.ready, "components": dict(last.components),
-                "top_metrics": [{"metric": m, "contribution": c} for m, c in last.top_metrics],
-                "method": "trend"}
+        return {**explanation(entity, det.n, det.metrics, det.last), "method": "trend"}
 
     def entities(self) -> list[str]:
         return list(self._entities)

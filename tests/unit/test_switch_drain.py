@@ -578,12 +578,7 @@ def test_prediction_off_runtime_drains_a_switch_that_stops_answering():
     for dpid in fwd.graph.switches():
         net.send(drain.switch_connected(dpid))
     install(fwd, net, [(1, 3)])
-    kinds = []
-    for second in range(10):
-        msgs, events = drain.tick(float(second), fwd.graph.switches())
-        kinds += [e.kind for e in events]
-        net.send(deliver_probes(net, drain, msgs, float(second),
-                                dead={2} if second >= 3 else set()))
+    kinds = _tick(drain, fwd, net, range(10), lambda second: {2} if second >= 3 else set())
     assert kinds == ["drained"] and fwd.drained == {2}
     assert 2 not in forward_path(fwd, 1, 3)
     assert SwitchDrain(DrainSettings(), fwd).monitor.engine is not None
@@ -595,20 +590,23 @@ def test_every_switch_silent_at_once_is_the_controllers_stall_not_their_death():
     for dpid in fwd.graph.switches():
         net.send(drain.switch_connected(dpid))
     install(fwd, net, [(1, 5)])
-    kinds = []
-    for second in range(10):
-        msgs, events = drain.tick(float(second), fwd.graph.switches())
-        kinds += [e.kind for e in events]
-        # From second 3 no probe comes back from any switch: the controller's own stall.
-        net.send(deliver_probes(net, drain, msgs, float(second),
-                                dead={2, 3, 4} if second >= 3 else set()))
+    # From second 3 no probe comes back from any switch: the controller's own stall.
+    kinds = _tick(drain, fwd, net, range(10), lambda s: {2, 3, 4} if s >= 3 else set())
     assert kinds == [] and fwd.drained == set()
     # One switch silent while the others answer is a dying switch.
-    for second in range(10, 20):
+    kinds = _tick(drain, fwd, net, range(10, 20), lambda s: {3})
+    assert kinds == ["drained"] and fwd.drained == {3}
+
+
+def _tick(drain, fwd, net, seconds, dead) -> list[str]:
+    """Run the drain's intervals, delivering the probes of every switch not ``dead(second)``;
+    the kinds of the events."""
+    kinds = []
+    for second in seconds:
         msgs, events = drain.tick(float(second), fwd.graph.switches())
         kinds += [e.kind for e in events]
-        net.send(deliver_probes(net, drain, msgs, float(second), dead={3}))
-    assert kinds == ["drained"] and fwd.drained == {3}
+        net.send(deliver_probes(net, drain, msgs, float(second), dead=dead(second)))
+    return kinds
 
 
 def test_critical_all_probes_and_judges_every_switch_without_naming_one(tmp_path):
