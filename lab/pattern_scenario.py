@@ -51,7 +51,7 @@ from typing import Any
 
 from lab.degradation_patterns import KINDS, Conditions, Pattern, draw
 from lab.network import Lab
-from lab.service_scenarios import MODES, RATE, WARMUP_S, ServiceLab, _reason, _summary
+from lab.service_scenarios import MODES, RATE, WARMUP_S, ServiceLab, event_reason, request_summary
 from shadownet import progress
 
 HORIZON_S = 120.0  # benign patterns run this long; deaths fall by HORIZON_S - 10
@@ -193,7 +193,7 @@ def _result(mode: str, seed: int, pattern: Pattern, results: list[dict[str, Any]
         "onset_s": round(pattern.onset, 1),
         "pattern": {k: round(v, 3) if isinstance(v, float) else v
                     for k, v in dataclasses.asdict(pattern).items()},
-        **_summary(results),
+        **request_summary(results),
         "migrations": len(moves),
         "moved_at_s": moved_at,
         "moved_s_before_death": (round(died_wall - first["ts"], 1)
@@ -206,7 +206,7 @@ def _result(mode: str, seed: int, pattern: Pattern, results: list[dict[str, Any]
         out["failed_after_death"] = after
         out["failed_before_death"] = out["failed"] - after
     if first is not None:
-        out["migration_reason"] = _reason(first)
+        out["migration_reason"] = event_reason(first)
     return out
 
 

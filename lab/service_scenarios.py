@@ -146,7 +146,7 @@ class ServiceLab:
                 if e["kind"] == "switchover"]
 
 
-def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+def request_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
     failed = [r for r in results if not r["ok"]]
     served: dict[str, int] = {}
     for r in results:
@@ -171,7 +171,7 @@ def degrading_node(lab: Lab, mode: str) -> dict[str, Any]:
     progress.wait(DEAD_S, "primary dead")  # the client runs this long after the death
     results = slab.client_results()
     moves = slab.switchovers()
-    out = {"mode": mode, **_summary(results)}
+    out = {"mode": mode, **request_summary(results)}
     out["failed_before_death"] = sum(1 for r in results if not r["ok"] and r["t"] < died_at)
     out["failed_after_death"] = out["failed"] - out["failed_before_death"]
     out["migrations"] = len(moves)
@@ -180,7 +180,7 @@ def degrading_node(lab: Lab, mode: str) -> dict[str, Any]:
     out["first_failures"] = [[round(r["t"] - died_at, 2), r["node"]]
                              for r in results if not r["ok"]][:5]
     if moves:
-        out["migration_reason"] = _reason(moves[0])
+        out["migration_reason"] = event_reason(moves[0])
     out["switchover_events"] = [e["kind"] for e in lab.controller.get("/api/services/events")
                                 if e["kind"] in ("switchover", "committed", "retired",
                                                  "verification_failed", "drain_expired")]
@@ -245,14 +245,14 @@ def noise_only(lab: Lab, mode: str) -> dict[str, Any]:
     trips = [e for e in lab.controller.get("/api/services/events")
              if e["kind"] == "node_tripped"]
     [svc] = [s for s in lab.controller.get("/api/services") if s["name"] == "web"]
-    out = {"mode": mode, **_summary(results), "migrations": len(moves),
+    out = {"mode": mode, **request_summary(results), "migrations": len(moves),
            "trips": len(trips), "margin": watch.margin(svc["thresholds"])}
     if trips:
-        out["first_trip"] = {"node": trips[0]["node"], **_reason(trips[0])}
+        out["first_trip"] = {"node": trips[0]["node"], **event_reason(trips[0])}
     return out
 
 
-def _reason(event: dict[str, Any]) -> dict[str, Any]:
+def event_reason(event: dict[str, Any]) -> dict[str, Any]:
     reason = event.get("reason") or {}
     return {k: reason[k] for k in ("health", "failure_probability", "top_metrics",
                                    "weak_factors", "trigger") if k in reason}
