@@ -121,7 +121,7 @@ def play(pattern: Pattern, mode: str, seed: int, interval: float, horizon: float
                       peak_ms=pattern.base_ms)
     rng = random.Random(seed * 7919 + 1)  # the same probe draws in every mode
     live_rng = random.Random(seed * 7919 + 2)  # and the same liveness draws
-    counter = MissCounter(live.misses)
+    counter = MissCounter(live.misses, live.arm)
     end = horizon if pattern.death_at is None else min(horizon, pattern.death_at + AFTER_DEATH_S)
     t = 0.0
     while t < end:

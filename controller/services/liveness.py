@@ -49,6 +49,7 @@ class LivenessSettings:
     interval: float = 0.1  # seconds between checks of one node; 0: no liveness checks
     timeout: float = 0.25  # seconds before a check counts as a miss
     misses: int = 5  # consecutive misses that make a node unreachable
+    arm: int = 30  # answers in a row before a node's silence counts (3 s at 0.1 s)
 
     @property
     def enabled(self) -> bool:
@@ -60,23 +61,30 @@ class MissCounter:
 
     :meth:`record` says True once, when a node's run of misses reaches
     ``misses``; an answered check ends the run (and re-arms the node). A node
-    that has never answered is not counted at all: liveness finds nodes that
-    *stop* answering, and one that never did (its server not up yet) is the
-    health probes' to judge, over their confirmation rounds.
+    is counted only once it has answered ``arm`` checks in a row (3 s at the
+    default interval): liveness finds nodes that *stop* answering, and one
+    that never did, or is still coming up (its server starting, its path
+    being set up as the controller learns it), is the health probes' to
+    judge, over their confirmation rounds.
     """
 
-    def __init__(self, misses: int) -> None:
-        if misses < 1:
-            raise ValueError("liveness misses must be >= 1")
-        self.misses = misses
-        self._run: dict[str, int] = {}
+    def __init__(self, misses: int, arm: int = 30) -> None:
+        if misses < 1 or arm < 1:
+            raise ValueError("liveness misses and arm must be >= 1")
+        self.misses, self.arm = misses, arm
+        self._run: dict[str, int] = {}  # armed nodes: misses in a row
+        self._answers: dict[str, int] = {}  # nodes not armed yet: answers in a row
 
     def record(self, node: str, answered: bool) -> bool:
+        if node not in self._run:  # not armed: count answers in a row instead
+            self._answers[node] = self._answers.get(node, 0) + 1 if answered else 0
+            if self._answers[node] >= self.arm:
+                self._run[node] = 0
+                del self._answers[node]
+            return False
         if answered:
             self._run[node] = 0
             return False
-        if node not in self._run:
-            return False  # never answered yet
         run = self._run[node] + 1
         self._run[node] = run
         return run == self.misses
@@ -86,6 +94,7 @@ class MissCounter:
 
     def forget(self, node: str) -> None:
         self._run.pop(node, None)
+        self._answers.pop(node, None)
 
 
 Target = tuple[str, int]  # (ip, port)
@@ -120,7 +129,7 @@ class LivenessProber:
         self.settings = settings
         self.on_unreachable = on_unreachable
         self.targets: Mapping[str, Target] = {}
-        self.counter = MissCounter(settings.misses)
+        self.counter = MissCounter(settings.misses, settings.arm)
         self._last_answer: dict[str, int] = {}  # per node, the seq of its last answered check
         self._silent_since: dict[str, int] = {}  # per node, the seq of its first miss in a row
         self._suspects: set[str] = set()  # misses enough, not yet told: waiting for another

@@ -16,9 +16,12 @@ from controller.services.shadow_table import ShadowTable
 
 
 def test_miss_counter_says_once_when_the_run_is_long_enough():
-    counter = MissCounter(3)
+    counter = MissCounter(3, arm=4)
     assert [counter.record("a", False) for _ in range(5)] == [False] * 5  # never answered
-    counter.record("a", True)
+    for _ in range(3):
+        counter.record("a", True)
+    assert counter.record("a", False) is False  # not armed: 3 answers, then silence
+    assert [counter.record("a", True) for _ in range(4)] == [False] * 4  # armed now
     assert [counter.record("a", False) for _ in range(5)] == [False, False, True, False, False]
     counter.record("a", True)
     assert counter.run("a") == 0
@@ -26,6 +29,8 @@ def test_miss_counter_says_once_when_the_run_is_long_enough():
         False, False, False, False, False, True]
     with pytest.raises(ValueError):
         MissCounter(0)
+    with pytest.raises(ValueError):
+        MissCounter(3, arm=0)
 
 
 def _wait_for(found: list[str], seconds: float) -> bool:
@@ -56,7 +61,7 @@ def server():
 
 def test_a_node_that_answers_stays_reachable_and_one_that_stops_does_not(server):
     found: list[str] = []
-    prober = LivenessProber(LivenessSettings(interval=0.05, timeout=0.3, misses=5),
+    prober = LivenessProber(LivenessSettings(interval=0.05, timeout=0.3, misses=5, arm=5),
                             lambda node, misses: found.append(node))
     prober.targets = {"a": ("127.0.0.1", server.getsockname()[1])}
     prober.start()
@@ -73,7 +78,7 @@ def test_a_silent_path_is_not_a_dead_node(server):
     """When every node falls silent at once, the controller's own path is down: nothing is
     declared until another node answers while the silent one still does not."""
     found: list[str] = []
-    prober = LivenessProber(LivenessSettings(interval=0.05, timeout=0.2, misses=3),
+    prober = LivenessProber(LivenessSettings(interval=0.05, timeout=0.2, misses=3, arm=3),
                             lambda node, misses: found.append(node))
     other = socket.socket()
     other.bind(("127.0.0.1", 0))
@@ -97,7 +102,7 @@ def test_silence_counts_as_misses_once_the_timeout_passes():
     srv.bind(("127.0.0.1", 0))
     srv.listen(0)
     found: list[str] = []
-    prober = LivenessProber(LivenessSettings(interval=0.05, timeout=0.2, misses=3),
+    prober = LivenessProber(LivenessSettings(interval=0.05, timeout=0.2, misses=3, arm=1),
                             lambda node, misses: found.append(node))
     prober.targets = {"quiet": srv.getsockname()}
     prober.start()
