@@ -83,11 +83,11 @@ def _cut_within_50ms(mode: str | None, r: dict[str, Any]) -> list[str]:
 
 
 def _switch_drained_in_time(mode: str | None, r: dict[str, Any]) -> list[str]:
-    """Probes on: the degrading switch, and only it, is drained before it dies. Its
+    """Predictive: the degrading switch, and only it, is drained before it dies. Its
     packet loss is reported, not promised: the queue costs packets before any
     method has seen enough of it (12 probe intervals for the trend)."""
-    if mode not in ("predictive", "health"):
-        return []
+    if mode != "predictive":
+        return []  # health drains once latency costs the switch its health: no promise
     misses = []
     if r.get("drains") != 1 or not (r.get("drained_s_before_death") or 0) > 0:
         misses.append(f"victim drained {r.get('drains')} times, "

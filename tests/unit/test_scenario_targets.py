@@ -25,11 +25,12 @@ from lab.scenarios import SCENARIOS
     ("link-cut", "none", {"gap_ms": 4000.0}, False),
     ("degrading-switch", "predictive", {"lost": 962, "drains": 1, "drained_s_before_death": 3.4,
                                         "other_drains": []}, False),
-    ("degrading-switch", "health", {"drains": 1, "drained_s_before_death": -0.5,
-                                    "other_drains": []}, True),
+    ("degrading-switch", "predictive", {"drains": 1, "drained_s_before_death": -0.5,
+                                        "other_drains": []}, True),
     ("degrading-switch", "predictive", {"drains": 1, "drained_s_before_death": 3.0,
                                         "other_drains": ["s1"]}, True),
-    ("degrading-switch", "health", {"drains": 0, "other_drains": []}, True),
+    ("degrading-switch", "predictive", {"drains": 0, "other_drains": []}, True),
+    ("degrading-switch", "health", {"drains": 0, "other_drains": []}, False),
     ("degrading-switch", "none", {"lost": 2585, "drains": 0}, False),
 ])
 def test_targets(name, mode, result, missed):
