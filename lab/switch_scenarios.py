@@ -206,4 +206,8 @@ def degrading_switch(lab: Lab, mode: str, rng: random.Random | None = None) -> d
            "drained_s_before_death": round(died_at - drains[0]["ts"], 1) if drains else None}
     if drains:
         out["drain_reason"] = drains[0].get("reason")
+    others = [e for e in drained if e.get("switch") != victim]
+    if others:  # why another switch went: the first such drain, with its time
+        out["other_drain_reason"] = {**(others[0].get("reason") or {}),
+                                     "s_after_death": round(others[0]["ts"] - died_at, 1)}
     return out
