@@ -189,7 +189,7 @@ class ServiceStateRow(Base):
 
 
 class EngineStateRow(Base):
-    """A predictive engine's baselines (``PredictiveEngine.state_dict``), by engine name,
+    """A predictive engine's baselines (``TrendEngine.state_dict``), by engine name,
     so a restarted controller does not learn every node's normal again."""
 
     __tablename__ = "engine_state"

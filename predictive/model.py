@@ -1,24 +1,27 @@
-"""Learned failure model: a calibrated scikit-learn classifier over drift and correlation features.
+"""The failure model: learns how the scale-free signals combine into a calibrated probability.
 
-The hand-built scores of :mod:`predictive.baseline` and :mod:`predictive.correlation`
-each see one symptom; a model trained on labelled history learns how much each
-symptom is worth and turns them into a *calibrated* probability (isotonic
-calibration on held-out folds), which is what the controller needs to compare
-against a cost of moving traffic.
+Each signal of :mod:`predictive.signals` sees one symptom. A gradient-boosting
+classifier learns, from labelled series, how much each is worth alone and in
+combination (no hand-set weights). Its raw output is then *calibrated*: an
+isotonic map fitted on predictions for groups of series the classifier was not
+trained on (leave one group out), so that among rows scored ``p``, about ``p``
+lie in a failure window of a kind of series the model had not seen. Calibrating
+on in-sample predictions would be overconfident; calibrating within a group would
+learn that group's base rate.
 
-Model files are written with skops, not pickle: loading a pickle (joblib) runs
-whatever code the file names, so ``predict score --model`` on a file from
-elsewhere was a way to run code. A skops file is a zip of JSON and arrays; it
-is loaded only if every type in it is one this module trusts
-(:data:`TRUSTED_TYPES`: scikit-learn's own, named one by one). The file
-carries a format name, a format version, the feature list and a description
-of the training data; loading refuses any file whose version or features do
-not match this code, with a message saying what to do.
+A model also carries the alert gate and the alert threshold chosen with it (by
+:mod:`predictive.nab.crossval`, on training groups only), so ``predict score``
+can say which rows are alarms.
+
+Model files are written with skops, not pickle: loading a pickle runs whatever
+code the file names. A skops file is loaded only if every type in it is one this
+module trusts (:data:`TRUSTED_TYPES`). The file carries a format name and
+version and the signal list; any mismatch is refused with a message saying what
+to do.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,137 +30,119 @@ from typing import Any
 import numpy as np
 import sklearn
 import skops.io as sio
-from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.isotonic import IsotonicRegression
+
+from predictive.alerts import Gate
+from predictive.signals import SIGNALS
 
 MODEL_FORMAT = "shadownet-predictive-model"
-MODEL_VERSION = 4  # 4: skops instead of joblib (pickle)
-# The types beyond skops' defaults that a model file may hold: scikit-learn's own
-# classes, named one by one. Anything else in a file (a callable, a foreign class)
-# makes loading fail before any of it is built.
+MODEL_VERSION = 5  # 5: scale-free signals, out-of-group isotonic calibration, gate
 TRUSTED_TYPES = (
-    "sklearn.calibration._CalibratedClassifier",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
 )
-
-#: Per-row features, in the order the model sees them.  Produced by
-#: :meth:`predictive.detector.EntityDetector.features`.
-FEATURES: tuple[str, ...] = (
-    "novelty",  # beyond the rolling range, in range units (worst metric)
-    "seasonal",  # novelty of the day-over-day difference
-    "deviation",  # |robust z| of the value
-    "shift",  # |robust z| of the short mean
-    "rate",  # rate of change of the shift, signed towards the deviation
-    "volatility",  # log short spread / baseline spread
-    "correlation_break",  # worst usual-correlation break in [0, 1]
-    "joint_rise",  # two or more metrics rising together, in [0, 1]
-    "novelty_recent",  # largest drift evidence over the last few rows (persistence)
-    "novelty_all",  # beyond everything seen so far, in units of that range
-    "context",  # anomaly likelihood of never-seen value contexts
-    "context_coarse",  # the same on the coarse context channel (4 bins, 20-row average)
-)
+NEGATIVE_STRIDE = 2  # every 2nd normal row (weighted 2): half the fit time, same estimate
 
 
 class ModelVersionError(ValueError):
     """A model file was written by an incompatible version of this code."""
 
 
-class FailureModel:
-    """Calibrated gradient-boosting classifier mapping feature rows to P(failure)."""
+def classifier(seed: int = 0) -> HistGradientBoostingClassifier:
+    """The classifier: 100 rounds of small trees, each signal constrained to only ever raise
+    the probability (a larger deviation never means a healthier series), so the model
+    cannot learn one corpus's quirks where a signal going up meant "normal"."""
+    return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, max_leaf_nodes=15,
+                                          min_samples_leaf=200,
+                                          monotonic_cst=[1] * len(SIGNALS),
+                                          early_stopping=False, random_state=seed)
 
-    def __init__(self, estimator: Any = None, meta: dict[str, Any] | None = None) -> None:
+
+class FailureModel:
+    """Classifier + isotonic calibration (+ the gate and threshold chosen with them)."""
+
+    def __init__(self, estimator: Any = None, calibration: tuple[list[float], list[float]]
+                 | None = None, gate: Gate | None = None, threshold: float | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
         self.estimator = estimator
+        self.calibration = calibration  # isotonic knots (raw, calibrated)
+        self.gate = gate or Gate()
+        self.threshold = threshold
         self.meta: dict[str, Any] = dict(meta or {})
 
     @property
     def fitted(self) -> bool:
-        return self.estimator is not None
+        return self.estimator is not None and self.calibration is not None
 
-    @staticmethod
-    def _make(seed: int) -> CalibratedClassifierCV:
-        base = HistGradientBoostingClassifier(
-            max_iter=120,
-            learning_rate=0.08,
-            max_leaf_nodes=15,
-            min_samples_leaf=100,
-            l2_regularization=1.0,
-            random_state=seed,
-        )
-        return CalibratedClassifierCV(base, method="isotonic", cv=3)
+    def fit(self, X: Sequence[np.ndarray], y: Sequence[np.ndarray], groups: Sequence[str],
+            *, description: str = "", seed: int = 0) -> list[np.ndarray]:
+        """Train on series ``X[i]`` (rows x SIGNALS) with 0/1 labels ``y[i]`` in ``groups[i]``.
 
-    def fit(
-        self,
-        X: np.ndarray,
-        y: np.ndarray,
-        *,
-        description: str = "",
-        seed: int = 0,
-        negative_stride: int = 1,
-    ) -> FailureModel:
-        """Train on feature rows ``X`` (columns = :data:`FEATURES`) and 0/1 labels ``y``.
-
-        ``negative_stride`` > 1 keeps every n-th normal row (weighted by n) to cut
-        training time on long histories: failures are rare, so normal rows carry
-        little new information each and the calibration stays unbiased.
+        Returns the calibrated out-of-group probability of every training series:
+        what the model says of a group it was not trained on, which is what a
+        threshold or gate must be chosen on. Needs two groups or more.
         """
-        X = _check_X(X)
-        y = np.asarray(y, dtype=np.int64).ravel()
-        if y.shape[0] != X.shape[0]:
-            raise ValueError(f"{X.shape[0]} feature rows but {y.shape[0]} labels")
-        classes = set(np.unique(y).tolist())
-        if not classes <= {0, 1}:
-            raise ValueError("labels must be 0 or 1")
-        if classes != {0, 1}:
-            raise ValueError("training needs both failure (1) and normal (0) rows")
-        weight = None
-        if negative_stride > 1:
-            keep = (y == 1) | (np.arange(len(y)) % negative_stride == 0)
-            X, y = X[keep], y[keep]
-            weight = np.where(y == 1, 1.0, float(negative_stride))
+        names = sorted(set(groups))
+        if len(names) < 2:
+            raise ValueError("calibration needs series from two groups or more")
+        if not len(X) == len(y) == len(groups):
+            raise ValueError("X, y and groups must have one entry per series")
         t0 = time.perf_counter()
-        self.estimator = self._make(seed).fit(X, y, sample_weight=weight)
+        raw_oof: list[np.ndarray] = [np.zeros(0)] * len(X)
+        for g in names:
+            inside = [i for i, gi in enumerate(groups) if gi != g]
+            est = _fit(classifier(seed), [X[i] for i in inside], [y[i] for i in inside])
+            for i, gi in enumerate(groups):
+                if gi == g:
+                    raw_oof[i] = est.predict_proba(_check(X[i]))[:, 1]
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+        iso.fit(np.concatenate(raw_oof), np.concatenate([np.asarray(v) for v in y]))
+        self.calibration = ([float(v) for v in iso.X_thresholds_],
+                            [float(v) for v in iso.y_thresholds_])
+        self.estimator = _fit(classifier(seed), X, y)
         self.meta = {
-            "rows": int(X.shape[0]),
-            "positives": int(y.sum()),
+            "rows": int(sum(len(v) for v in y)),
+            "positives": int(sum(int(np.sum(v)) for v in y)),
+            "groups": names,
             "description": description,
             "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "fit_seconds": round(time.perf_counter() - t0, 2),
         }
-        return self
+        return [self.calibrate(r) for r in raw_oof]
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        if self.calibration is None:
+            raise ValueError("model is not trained")
+        knots_x, knots_y = self.calibration
+        return np.asarray(np.interp(raw, knots_x, knots_y))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Calibrated P(failure) per feature row."""
+        """Calibrated P(failure window) per signal row."""
         if not self.fitted:
             raise ValueError("model is not trained")
-        proba: np.ndarray = self.estimator.predict_proba(_check_X(X))[:, 1]
-        return proba
-
-    def probability(self, features: Sequence[float]) -> float:
-        """P(failure) for one feature row (the streaming path)."""
-        return float(self.predict_proba(np.asarray(features, dtype=np.float64)[None, :])[0])
+        return self.calibrate(self.estimator.predict_proba(_check(X))[:, 1])
 
     def save(self, path: str | Path) -> Path:
-        """Write the model with its format version and feature list (skops)."""
         if not self.fitted:
             raise ValueError("refusing to save an untrained model")
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        sio.dump(
-            {
-                "format": MODEL_FORMAT,
-                "version": MODEL_VERSION,
-                "features": list(FEATURES),
-                "sklearn": sklearn.__version__,
-                "meta": self.meta,
-                "estimator": self.estimator,
-            },
-            p,
-        )
+        sio.dump({"format": MODEL_FORMAT, "version": MODEL_VERSION, "signals": list(SIGNALS),
+                  "sklearn": sklearn.__version__, "meta": self.meta,
+                  "calibration": [list(self.calibration[0]), list(self.calibration[1])]
+                  if self.calibration else None,
+                  "gate": [self.gate.horizon, self.gate.factor], "threshold": self.threshold,
+                  "estimator": self.estimator}, p)
         return p
 
     @classmethod
     def load(cls, path: str | Path) -> FailureModel:
-        """Load a model, refusing files of another format version or feature list."""
+        """Load a model, refusing files of another format, version or signal list."""
         p = Path(path)
         if not p.exists():
             raise FileNotFoundError(f"{p}: model file not found")
@@ -166,8 +151,7 @@ class FailureModel:
         try:
             untrusted = set(sio.get_untrusted_types(file=p)) - set(TRUSTED_TYPES)
         except Exception as exc:  # noqa: BLE001 - a foreign file fails in many ways
-            raise ValueError(f"{p}: not a shadownet model file ({type(exc).__name__}; "
-                             "models from before format 4 were pickles: retrain them)") from None
+            raise ValueError(f"{p}: not a shadownet model file ({type(exc).__name__})") from None
         if untrusted:
             raise ValueError(f"{p}: refusing to load: it holds types a shadownet model never "
                              f"does ({', '.join(sorted(untrusted)[:3])})")
@@ -180,27 +164,32 @@ class FailureModel:
         if blob.get("version") != MODEL_VERSION:
             raise ModelVersionError(
                 f"{p}: model format version {blob.get('version')} does not match this "
-                f"shadownet (version {MODEL_VERSION}); retrain it with 'shadownet predict train'"
-            )
-        if list(blob.get("features", [])) != list(FEATURES):
+                f"shadownet (version {MODEL_VERSION}); retrain it with 'shadownet predict train'")
+        if list(blob.get("signals", [])) != list(SIGNALS):
             raise ModelVersionError(
-                f"{p}: model was trained on features {blob.get('features')}, this shadownet "
-                "computes a different set; retrain it with 'shadownet predict train'"
-            )
+                f"{p}: model was trained on signals {blob.get('signals')}, this shadownet "
+                "computes a different set; retrain it with 'shadownet predict train'")
+        cal = blob.get("calibration")
+        horizon, factor = blob.get("gate", [100, 2.0])
         meta = dict(blob.get("meta", {}))
         meta["sklearn"] = blob.get("sklearn")
-        return cls(blob["estimator"], meta)
+        return cls(blob["estimator"], (list(cal[0]), list(cal[1])) if cal else None,
+                   Gate(int(horizon), float(factor)), blob.get("threshold"), meta)
 
 
-def _check_X(X: np.ndarray) -> np.ndarray:
+def _fit(est: HistGradientBoostingClassifier, X: Sequence[np.ndarray],
+         y: Sequence[np.ndarray]) -> HistGradientBoostingClassifier:
+    Xa = np.vstack([_check(x) for x in X])
+    ya = np.concatenate([np.asarray(v, dtype=np.int64) for v in y])
+    if set(np.unique(ya).tolist()) != {0, 1}:
+        raise ValueError("training needs both failure (1) and normal (0) rows")
+    keep = (ya == 1) | (np.arange(len(ya)) % NEGATIVE_STRIDE == 0)
+    weight = np.where(ya[keep] == 1, 1.0, float(NEGATIVE_STRIDE))
+    return est.fit(Xa[keep], ya[keep], sample_weight=weight)
+
+
+def _check(X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != len(FEATURES):
-        raise ValueError(f"feature rows must have {len(FEATURES)} columns: {', '.join(FEATURES)}")
-    if not np.isfinite(X).all():
-        X = np.nan_to_num(X, nan=0.0, posinf=1e6, neginf=-1e6)
-    return X
-
-
-def squash(x: float, scale: float) -> float:
-    """Map a non-negative evidence value to [0, 1): ``1 - exp(-x / scale)``."""
-    return 1.0 - math.exp(-x / scale) if x > 0.0 else 0.0
+    if X.ndim != 2 or X.shape[1] != len(SIGNALS):
+        raise ValueError(f"signal rows must have {len(SIGNALS)} columns: {', '.join(SIGNALS)}")
+    return np.asarray(np.nan_to_num(X, nan=0.0, posinf=1e6, neginf=0.0))

@@ -39,6 +39,15 @@ import numpy as np
 # imports this module to build its parser, and pandas takes about 0.3 s to import.
 
 TIMESTAMP_COLUMN = "timestamp"
+# Columns that hold the answers, not a metric (compared without case): scored as an
+# input they would hand the detector the labels it is judged on.
+LABEL_NAMES = frozenset({"label", "labels", "is_anomaly", "anomaly", "is_anomalous",
+                         "anomaly_label", "changepoint"})
+
+
+def label_columns(columns: Sequence[str]) -> list[str]:
+    """The columns among ``columns`` whose name says they are labels."""
+    return [c for c in columns if c.strip().lower() in LABEL_NAMES]
 
 
 @dataclass(frozen=True)

@@ -1,81 +1,99 @@
-"""Building training sets from labelled history and fitting the failure model.
+"""Training sets from labelled history, and training the failure model on them.
 
-Two sources of labelled history are supported:
+Two sources:
 
-* the NAB corpus, labelled by its windows (the first half of each window, up to
-  the labelled anomaly, is the "failure coming" target);
-* the controller's own history: wide CSV files ``timestamp,<metrics...>,label``
-  where ``label`` is 1 on rows that preceded or were part of a failure.
+* the NAB corpus: every series is one group's, labelled 1 inside its anomaly
+  windows;
+* labelled CSV files ``timestamp,<metrics...>,label``: each metric column is a
+  series labelled by the file's ``label`` column, and each file is a group.
 
-Either way, every file is replayed through a fresh :class:`EntityDetector` so
-the model learns from exactly the features it will see in production.
+The model's calibration, gate and threshold are all chosen on out-of-group
+predictions (:meth:`predictive.model.FailureModel.fit`), scored with NAB's
+rules (standard profile) on windows made of the label's runs of 1s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from predictive.detector import DetectorConfig, EntityDetector
-from predictive.model import FEATURES, FailureModel
+from predictive.model import FailureModel
 from predictive.nab.corpus import NabCorpus
-from predictive.nab.evaluate import failure_labels, run_detector
-from predictive.series_io import read_series_csv
+from predictive.nab.crossval import choose, window_labels
+from predictive.nab.scoring import FileLayout, Profile, file_layout
+from predictive.series_io import label_columns, read_series_csv
+from predictive.signals import signals
+
+# NAB's standard profile (config/profiles.json): what a threshold is chosen for when
+# training on files that bring no profile of their own.
+STANDARD = Profile("standard", tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)
 
 
-def features_for_table(
-    times: np.ndarray, values: np.ndarray, columns: Sequence[str], config: DetectorConfig
-) -> np.ndarray:
-    """Replay rows through a fresh detector and return its feature row per input row."""
-    det = EntityDetector(config)
-    out = np.zeros((len(times), len(FEATURES)))
-    cols = list(columns)
-    for i, (t, row) in enumerate(zip(times.tolist(), values.tolist(), strict=True)):
-        det.update(t, {c: v for c, v in zip(cols, row, strict=True) if v == v})
-        out[i] = det._features
-    return out
+@dataclass
+class Dataset:
+    """Signal rows, labels, group and NAB scoring layout per series."""
+
+    signals: list[np.ndarray]
+    labels: list[np.ndarray]
+    groups: list[str]
+    layouts: list[FileLayout]
+    description: str
 
 
-def dataset_from_csvs(
-    paths: Sequence[str | Path], label_column: str = "label", config: DetectorConfig | None = None
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Features and labels from wide CSVs with a 0/1 ``label_column``."""
-    cfg = config or DetectorConfig()
-    xs, ys, names = [], [], []
+def nab_dataset(corpus: NabCorpus) -> Dataset:
+    return Dataset([signals(f.values, f.times) for f in corpus.files],
+                   [window_labels(f) for f in corpus.files],
+                   [f.group for f in corpus.files], [f.layout for f in corpus.files],
+                   f"NAB corpus {corpus.root} ({len(corpus.files)} files, "
+                   "labelled by its anomaly windows)")
+
+
+def csv_dataset(paths: Sequence[str | Path], label_column: str = "label") -> Dataset:
+    """One series per metric column of each file; the file is its group."""
+    data = Dataset([], [], [], [], f"{len(paths)} labelled CSV file(s): "
+                   + ", ".join(str(p) for p in paths))
     for path in paths:
         table = read_series_csv(path)
         if label_column not in table.columns:
-            raise ValueError(
-                f"{path}: no {label_column!r} column (columns: {', '.join(table.columns)})"
-            )
-        li = table.columns.index(label_column)
-        labels = table.values[:, li]
+            raise ValueError(f"{path}: no {label_column!r} column "
+                             f"(columns: {', '.join(table.columns)})")
+        labels = table.values[:, table.columns.index(label_column)]
         if np.isnan(labels).any() or not np.isin(labels, (0.0, 1.0)).all():
             raise ValueError(f"{path}: column {label_column!r} must be 0 or 1 on every row")
-        metric_idx = [i for i in range(len(table.columns)) if i != li]
-        if not metric_idx:
-            raise ValueError(f"{path}: no metric columns besides {label_column!r}")
-        cols = [table.columns[i] for i in metric_idx]
-        xs.append(features_for_table(table.times, table.values[:, metric_idx], cols, cfg))
-        ys.append(labels.astype(np.int64))
-        names.append(str(path))
-    return np.vstack(xs), np.concatenate(ys), names
+        y = labels.astype(np.int64)
+        skip = {label_column, *label_columns(table.columns)}
+        metrics = [c for c in table.columns if c not in skip]
+        if not metrics:
+            raise ValueError(f"{path}: no metric columns besides the labels")
+        layout = file_layout(str(path), len(y), label_runs(y))
+        for col in metrics:
+            data.signals.append(signals(table.values[:, table.columns.index(col)], table.times))
+            data.labels.append(y)
+            data.groups.append(str(path))
+            data.layouts.append(layout)
+    return data
 
 
-def dataset_from_nab(
-    corpus: NabCorpus, config: DetectorConfig | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Features and window-derived labels for every post-probation NAB row."""
-    run = run_detector(corpus, config)
-    keep = [np.arange(len(f.values)) >= f.layout.probation for f in corpus.files]
-    X = np.vstack([x[k] for x, k in zip(run.features, keep, strict=True)])
-    y = np.concatenate([failure_labels(f)[k] for f, k in zip(corpus.files, keep, strict=True)])
-    return X, y
+def label_runs(y: np.ndarray) -> list[tuple[int, int]]:
+    """The runs of 1s in a 0/1 column, as inclusive row ranges (the windows)."""
+    edges = np.diff(np.concatenate(([0], y.astype(np.int64), [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
-def train_model(X: np.ndarray, y: np.ndarray, description: str) -> FailureModel:
-    """Fit the calibrated model (normal rows thinned 4x on long histories to bound time)."""
-    stride = 4 if len(y) > 100_000 else 1
-    return FailureModel().fit(X, y, description=description, negative_stride=stride)
+def train(data: Dataset, profile: Profile = STANDARD, seed: int = 0) -> FailureModel:
+    """Fit the model, then its gate and threshold on the out-of-group probabilities."""
+    if len(set(data.groups)) < 2:
+        raise ValueError("training needs two groups of series or more (two CSV files, "
+                         "or a corpus with two groups): the calibration is fitted on "
+                         "predictions for a group the model did not see")
+    model = FailureModel()
+    oof = model.fit(data.signals, data.labels, data.groups, description=data.description,
+                    seed=seed)
+    choice = choose(data.layouts, oof, profile)
+    model.gate, model.threshold = choice.gate, choice.threshold
+    model.meta["profile"] = profile.name
+    return model

@@ -1,7 +1,8 @@
 """Sustained worsening: the failure probability of a node or switch from its probe metrics.
 
-The general detector (:mod:`predictive.detector`) flags what a series has
-never shown. For failover that is the wrong question: a node whose latency
+A general anomaly detector flags what a series has never shown (the one
+shadownet had before, and, in part, the failure model of
+:mod:`predictive.model`). For failover that is the wrong question: a node whose latency
 steps up once and stays there, or that has a short slow spell every minute,
 shows "new" values, yet it is not about to die, and moving a service off it
 is a needless disruption. On random degradation patterns the novelty reading
@@ -43,7 +44,45 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from predictive.detector import Update, explanation
+
+@dataclass(frozen=True)
+class Update:
+    """What one observation told us about the entity."""
+
+    timestamp: float
+    failure_probability: float
+    alert: float
+    components: dict[str, float]
+    top_metrics: tuple[tuple[str, float], ...]
+    ready: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "timestamp": self.timestamp,
+            "failure_probability": self.failure_probability,
+            "alert": self.alert,
+            "components": dict(self.components),
+            "top_metrics": [list(m) for m in self.top_metrics],
+            "ready": self.ready,
+        }
+
+
+def explanation(entity: str, observations: int, metrics: list[str], last: Update
+                ) -> dict[str, Any]:
+    """Why the engine thinks what it thinks about ``entity``, from its latest update."""
+    return {
+        "entity": entity,
+        "known": True,
+        "observations": observations,
+        "metrics": metrics,
+        "timestamp": last.timestamp,
+        "failure_probability": last.failure_probability,
+        "alert": last.alert,
+        "ready": last.ready,
+        "components": dict(last.components),
+        "top_metrics": [{"metric": m, "contribution": c} for m, c in last.top_metrics],
+    }
+
 
 STATE_FORMAT = "shadownet-trend-state"
 STATE_VERSION = 1
@@ -180,8 +219,8 @@ class TrendDetector:
 
 
 class TrendEngine:
-    """Per-entity :class:`TrendDetector` behind the calls the controller makes of an engine
-    (the same as :class:`predictive.engine.PredictiveEngine`'s)."""
+    """Per-entity :class:`TrendDetector` behind the calls the controller makes of an
+    engine: update, probability, explain, entities, forget, and state save/restore."""
 
     def __init__(self, config: TrendConfig | None = None) -> None:
         self.config = config or TrendConfig()

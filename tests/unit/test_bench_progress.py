@@ -88,32 +88,22 @@ def test_probe_loss_sim_progress_does_not_change_its_table(capsys):
     assert re.fullmatch(r"\[probe-loss-sim\] done: 6 runs in \d+s", lines[-1])
 
 
-# --- predict_speed: six measurements --------------------------------------------------------
+# --- predict_speed: four parts per run ------------------------------------------------------
 
 
-class QuickDetector:
-    """Stands in for the engine's detectors: the benchmark's loop, not the engine, is tested."""
-
-    def update(self, *args: Any) -> float:
-        return 0.0
-
-    def state_dict(self) -> dict:
-        return {"n": 1}
-
-
-def test_predict_speed_steps_through_its_parts(monkeypatch, capsys):
+def test_predict_speed_steps_through_its_parts(capsys):
     bench = load("predict_speed")
-    monkeypatch.setattr(bench, "EntityDetector", QuickDetector)
-    monkeypatch.setattr(bench, "MetricBaseline", QuickDetector)
-    bench.main(["--points", "4000", "--json"])
+    bench.main(["--points", "4000", "--runs", "1", "--json"])
     out, err = capsys.readouterr()
     doc = json.loads(out)
-    assert doc["points"] == 4000 and doc["entity_4_metrics_pps"] > 0
-    assert "[predict-speed] part 1/6 windowed gaussian" in err
-    assert re.search(r"\[predict-speed\] done: 6 parts in \d+s\n$", err)
-    bench.main(["--points", "4000", "--quiet"])
+    assert set(doc) == {"windowed_gaussian", "rolling_zscore", "signals", "signals_model_gate"}
+    assert doc["windowed_gaussian"]["ratio_vs_windowed_gaussian"] == 1.0
+    assert all(d["median_pps"] > 0 for d in doc.values())
+    assert "[predict-speed] run 1/4 windowed_gaussian" in err
+    assert re.search(r"\[predict-speed\] done: 4 runs in \d+s\n$", err)
+    bench.main(["--points", "4000", "--runs", "1", "--quiet"])
     out, err = capsys.readouterr()
-    assert err == "" and out.startswith("points per run: 4,000\n")
+    assert err == "" and out.startswith("4,000 points, 1 runs, one core")
 
 
 # --- reroute: a step per link event ---------------------------------------------------------

@@ -37,13 +37,44 @@ def test_score_json_and_csv_output(tmp_path, capsys):
     assert main(["predict", "score", str(src), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["rows"] == 300 and out["metrics"] == ["cpu", "latency"]
+    assert out["columns"] == ["timestamp", "failure_probability", "alert", "alarm", "top_metric"]
     probs = [r[1] for r in out["scores"]]
-    assert max(probs[-30:]) > 0.9 and all(0 <= p <= 1 for p in probs)
+    assert all(0 <= p <= 1 for p in probs)
+    assert max(probs[-30:]) > max(probs[100:270])  # the cpu jump stands out
+    assert {r[4] for r in out["scores"][-30:]} == {"cpu"}
     dst = tmp_path / "out.csv"
     assert main(["predict", "score", str(src), "-o", str(dst)]) == 0
     lines = dst.read_text().splitlines()
-    assert lines[0].startswith("timestamp,failure_probability,alert,drift")
+    assert lines[0] == "timestamp,failure_probability,alert,alarm,top_metric"
     assert len(lines) == 301
+
+
+def test_score_ignores_label_columns_with_a_warning(tmp_path, capsys):
+    """A label column scored as a metric would feed the answers in."""
+    src = _series(tmp_path / "in.csv", label=True)
+    text = src.read_text().replace(",label", ",is_anomaly", 1)
+    src.write_text(text)
+    assert main(["predict", "score", str(src), "--json"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["metrics"] == ["cpu", "latency"] and out["ignored"] == ["is_anomaly"]
+    assert "ignoring label column(s) is_anomaly" in captured.err
+    # The scores are those of the file without the column.
+    bare = tmp_path / "bare.csv"
+    bare.write_text("\n".join(",".join(line.split(",")[:3]) for line in text.splitlines()) + "\n")
+    assert main(["predict", "score", str(bare), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["scores"] == out["scores"]
+
+
+def test_score_metrics_option_picks_columns_and_refuses_labels(tmp_path, capsys):
+    src = _series(tmp_path / "in.csv", label=True)
+    assert main(["predict", "score", str(src), "--json", "--metrics", "latency"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"] == ["latency"] and {r[4] for r in out["scores"]} == {"latency"}
+    assert main(["predict", "score", str(src), "--metrics", "label"]) == 2
+    assert "'label' is a label column" in capsys.readouterr().err
+    assert main(["predict", "score", str(src), "--metrics", "cpu,disk"]) == 2
+    assert "no column 'disk'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -74,31 +105,45 @@ def test_score_missing_file_and_bad_model(tmp_path, capsys):
     assert "not a shadownet model" in capsys.readouterr().err
 
 
-def test_train_from_labelled_csv_then_score_with_model(tmp_path, capsys):
-    src = _series(tmp_path / "hist.csv", n=400, label=True)
+def test_train_from_labelled_csvs_then_score_with_model(tmp_path, capsys):
+    one = _series(tmp_path / "hist1.csv", n=400, label=True)
+    two = _series(tmp_path / "hist2.csv", n=400, label=True)
     model = tmp_path / "model.skops"
-    assert main(["predict", "train", "--csv", str(src), "-o", str(model)]) == 0
-    assert model.exists()
+    assert main(["predict", "train", "--csv", str(one), str(two), "-o", str(model)]) == 0
+    assert "threshold" in capsys.readouterr().out and model.exists()
     assert main(["predict", "score", str(_series(tmp_path / "new.csv")), "--model", str(model),
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out.splitlines()[-1])
-    assert out["model"]["rows"] == 400
+    assert out["model"]["rows"] == 1600  # two metrics in each of two files
+    assert main(["predict", "train", "--csv", str(one), "-o", str(model)]) == 2
+    assert "two groups" in capsys.readouterr().err
     unlabelled = _series(tmp_path / "u.csv")
-    assert main(["predict", "train", "--csv", str(unlabelled), "-o", str(model)]) == 2
+    assert main(["predict", "train", "--csv", str(unlabelled), str(one), "-o", str(model)]) == 2
     assert "no 'label' column" in capsys.readouterr().err
 
 
+SUBSET = ("art_daily_jumpsup", "art_daily_flatmiddle", "ec2_request_latency_system_failure",
+          "occupancy_6005", "art_daily_no_noise")
+
+
 @pytest.mark.skipif(not NAB_DIR.exists(), reason="NAB corpus not available")
-def test_nab_on_a_subset_prints_three_profiles(capsys):
-    args = ["predict", "nab", "--data", str(NAB_DIR), "--json", "--no-model",
-            "--only", "art_daily_jumpsup", "--only", "art_daily_no_noise"]
+def test_nab_leave_one_group_out_on_a_subset(capsys):
+    args = ["predict", "nab", "--data", str(NAB_DIR), "--json"]
+    for name in SUBSET:
+        args += ["--only", name]
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    prof = out["detectors"]["shadownet"]["profiles"]
-    assert set(prof) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
-    assert all(-100 <= p["score"] <= 100 for p in prof.values())
-    assert out["timing"]["points_per_second"] > 0
-    assert "no labels" in out["detectors"]["shadownet"]["trained"]
+    assert set(out["detectors"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+    std = out["detectors"]["standard"]
+    assert set(std) == {"shadownet", "robust-max", "rolling-z", "windowed-gaussian"}
+    assert set(std["shadownet"]["groups"]) == {"artificialNoAnomaly", "artificialWithAnomaly",
+                                               "realKnownCause", "realTraffic"}
+    assert all(-200 <= d["score"] <= 100 for d in std.values())
+    assert "tuned_on_everything" in std["shadownet"]
+    assert sum(b["rows"] for b in out["reliability"]) > 0
+    assert set(out["importance"]) and out["timing"]["signals_points_per_second"] > 0
+    assert main(["predict", "nab", "--data", str(NAB_DIR), "--only", "art_daily_jumpsup"]) == 2
+    assert "two groups" in capsys.readouterr().err
 
 
 def test_nab_bad_directory(tmp_path, capsys):

@@ -16,7 +16,6 @@ from controller.services.health import (
 from controller.services.redirection import RedirectionEngine
 from controller.services.service import Service, ServiceTable
 from controller.services.shadow_table import ShadowTable
-from predictive.engine import PredictiveEngine
 
 
 def test_probe_summary_median_latency_loss_and_errors():
@@ -60,24 +59,6 @@ def test_bad_settings_refused():
         HealthSettings(weights={"disk": 1.0})
     with pytest.raises(ValueError, match="'loss' must be >= 0"):
         HealthSettings(weights={"loss": -1.0})
-
-
-def test_predictive_engine_drift_lowers_health_and_is_explained():
-    engine = PredictiveEngine()
-    mon = HealthMonitor(engine)
-    for t in range(60):
-        h = mon.observe("h2", float(t), {"latency_ms": 2.0 + 0.1 * (t % 5), "loss": 0.0})
-    assert h.ready and h.failure_probability < 0.5
-    calm = h.score
-    for t in range(60, 64):
-        h = mon.observe("h2", float(t), {"latency_ms": 40.0, "loss": 0.0})
-    assert h.failure_probability > 0.7
-    assert h.factors["prediction"] == pytest.approx(1 - h.failure_probability)
-    assert h.score < calm / 2
-    assert h.reason()["top_metrics"][0][0] == "latency_ms"
-    assert "node:h2" in engine.entities()
-    mon.forget("h2")
-    assert "node:h2" not in engine.entities() and mon.get("h2") is None
 
 
 def test_counter_rates_ignore_resets():
