@@ -41,6 +41,7 @@ from controller.switch_drain import DrainSettings
 
 LOG = logging.getLogger("shadownet")
 
+LIVENESS_TARGETS_S = 0.5  # how stale the liveness checks' node list may be
 SHUNT_COUNTER_INTERVAL = 1.0  # seconds between counter polls of shunt flows
 # Seconds between saves of the predictive engines' baselines (and one on stop): a
 # crash costs at most this much learning, a save costs one JSON row per engine.
@@ -369,10 +370,16 @@ class ShadownetApp(app_manager.OSKenApp):
         return prober
 
     def _liveness_loop(self, prober: LivenessProber, found: deque[tuple[str, int]]) -> None:
-        """Keep the prober's targets current, and act on unreachable nodes at once."""
+        """Act on unreachable nodes at once (every 50 ms), and refresh the prober's targets
+        every ``LIVENESS_TARGETS_S``: they change only when services or nodes do, and the
+        refresh takes the core's lock."""
         step = min(0.05, prober.settings.interval)
+        refresh_every = max(1, round(LIVENESS_TARGETS_S / step))
+        ticks = 0
         while self._sleep(step):
-            prober.targets = self.core.liveness_targets()
+            if ticks % refresh_every == 0:
+                prober.targets = self.core.liveness_targets()
+            ticks += 1
             while found:
                 node, misses = found.popleft()
                 self.send(self.core.node_unreachable(node, misses))
