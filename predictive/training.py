@@ -28,7 +28,8 @@ from predictive.series_io import label_columns, read_series_csv
 from predictive.signals import signals
 
 # NAB's standard profile (config/profiles.json): what a threshold is chosen for when
-# training on files that bring no profile of their own.
+# training on CSV files, which bring no profile of their own (NAB training reads the
+# corpus's own file).
 STANDARD = Profile("standard", tp_weight=1.0, fp_weight=0.11, fn_weight=1.0)
 
 
@@ -41,6 +42,7 @@ class Dataset:
     groups: list[str]
     layouts: list[FileLayout]
     description: str
+    profile: Profile = STANDARD  # what the threshold is chosen for
 
 
 def nab_dataset(corpus: NabCorpus) -> Dataset:
@@ -48,7 +50,8 @@ def nab_dataset(corpus: NabCorpus) -> Dataset:
                    [window_labels(f) for f in corpus.files],
                    [f.group for f in corpus.files], [f.layout for f in corpus.files],
                    f"NAB corpus {corpus.root} ({len(corpus.files)} files, "
-                   "labelled by its anomaly windows)")
+                   "labelled by its anomaly windows)",
+                   corpus.profiles.get("standard", STANDARD))
 
 
 def csv_dataset(paths: Sequence[str | Path], label_column: str = "label") -> Dataset:
@@ -84,7 +87,7 @@ def label_runs(y: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
 
 
-def train(data: Dataset, profile: Profile = STANDARD, seed: int = 0) -> FailureModel:
+def train(data: Dataset, seed: int = 0) -> FailureModel:
     """Fit the model, then its gate and threshold on the out-of-group probabilities."""
     if len(set(data.groups)) < 2:
         raise ValueError("training needs two groups of series or more (two CSV files, "
@@ -93,7 +96,7 @@ def train(data: Dataset, profile: Profile = STANDARD, seed: int = 0) -> FailureM
     model = FailureModel()
     oof = model.fit(data.signals, data.labels, data.groups, description=data.description,
                     seed=seed)
-    choice = choose(data.layouts, oof, profile)
+    choice = choose(data.layouts, oof, data.profile)
     model.gate, model.threshold = choice.gate, choice.threshold
-    model.meta["profile"] = profile.name
+    model.meta["profile"] = data.profile.name
     return model

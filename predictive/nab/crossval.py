@@ -68,7 +68,7 @@ def window_labels(f: NabFile) -> np.ndarray:
 
 @dataclass
 class Fold:
-    """One held-out group: its files and, per detector, the probabilities of every file."""
+    """One held-out group: the indices of its files (test) and of the others (train)."""
 
     group: str
     test: list[int]
@@ -146,7 +146,7 @@ def evaluate(corpus: NabCorpus, *, seed: int = 0,
                                        [scores[i] for i in f.train], profile) for f in folds}
             per_detector[base] = _score(files, folds, scores, choices, profile)
         per_detector[LEARNED]["tuned_on_everything"] = _tuned_on_everything(
-            layouts, held_out, learned_choices, profile)
+            layouts, held_out, profile)
         per_detector[LEARNED]["wanted_thresholds"] = _wanted_thresholds(
             files, folds, held_out, learned_choices, profile)
         out["detectors"][name] = per_detector
@@ -199,7 +199,7 @@ def _score(files: Sequence[NabFile], folds: Sequence[Fold], probs: Sequence[np.n
 
 
 def _tuned_on_everything(layouts: Sequence[FileLayout], probs: Sequence[np.ndarray],
-                         choices: dict[str, Choice], profile: Profile) -> dict[str, Any]:
+                         profile: Profile) -> dict[str, Any]:
     """NAB's own protocol on the held-out probabilities: the best single gate and threshold
     for the whole corpus (chosen with the answers: not a held-out score)."""
     c = choose(layouts, probs, profile)
